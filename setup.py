@@ -1,0 +1,30 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="synthorg-tornado",
+    version="0.1.0",
+    description="Multi-user lab server on Tornado: login, sessions, settings, live channels.",
+    python_requires=">=3.11",
+    packages=find_packages(include=["synthorg_tornado", "synthorg_tornado.*"]),
+    install_requires=[
+        "tornado>=6.4",
+        "SQLAlchemy[asyncio]>=2.0",
+        "alembic>=1.13",
+        "aiosqlite>=0.20",
+        "psycopg[binary]>=3.1",
+        "bcrypt>=4.1",
+        "PyJWT>=2.8",
+        "PyYAML>=6.0",
+        "prometheus-client>=0.20",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8,<10",
+            "pytest-tornado>=0.8",
+            "setuptools<81",
+            "ruff>=0.5",
+        ],
+        "bench": ["jupyter_server>=2"],
+    },
+    entry_points={"console_scripts": ["synthorg-tornado=synthorg_tornado.cli:main"]},
+)

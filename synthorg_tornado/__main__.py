@@ -1,0 +1,3 @@
+from synthorg_tornado.cli import main
+
+raise SystemExit(main())

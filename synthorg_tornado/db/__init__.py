@@ -1,0 +1,1 @@
+"""Persistence: the models, the engine, migrations and repositories."""

@@ -1,0 +1,1 @@
+"""HTTP and WebSocket handlers: thin layers that parse, check roles, call services, render."""

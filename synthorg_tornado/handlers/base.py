@@ -1,0 +1,245 @@
+"""The base handlers: one for the API, one for pages, and what every response shares.
+
+Everything a handler needs arrives through `Application.settings` (`config`, `services`), so a
+test can build an application with its own services.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode
+
+from tornado import escape, httputil, web
+
+from synthorg_tornado.config import Config
+from synthorg_tornado.errors import BadRequest, LabError, PayloadTooLarge, RouteNotFound, problem_for
+from synthorg_tornado.handlers.decorators import allow_anonymous
+from synthorg_tornado.logs import ACCESS_LOGGER
+
+if TYPE_CHECKING:
+    from synthorg_tornado.app import Services
+
+access_log = logging.getLogger(ACCESS_LOGGER)
+app_log = logging.getLogger("synthorg.app")
+
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+# Query parameters that carry credentials: masked in every log line.
+SECRET_PARAMETERS = frozenset({"token", "ticket", "password", "_xsrf", "access_token"})
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+def request_id_of(request: httputil.HTTPServerRequest) -> str:
+    """A well-formed incoming X-Request-ID is kept, so ids can be followed through nginx."""
+    cached = getattr(request, "_synthorg_request_id", None)
+    if cached is None:
+        incoming = request.headers.get("X-Request-ID", "")
+        cached = incoming if REQUEST_ID_PATTERN.match(incoming) else uuid.uuid4().hex
+        request._synthorg_request_id = cached  # type: ignore[attr-defined]
+    return cached
+
+
+class LabHandlerMixin:
+    """Request id and security headers, shared by our handlers and the static file handler."""
+
+    request: httputil.HTTPServerRequest
+    settings: dict[str, Any]
+
+    @property
+    def config(self) -> Config:
+        return self.settings["config"]
+
+    @property
+    def services(self) -> Services:
+        return self.settings["services"]
+
+    @property
+    def request_id(self) -> str:
+        return request_id_of(self.request)
+
+    @property
+    def via_proxy(self) -> str | None:
+        """The trusted proxy this request came through, or None when the client is direct."""
+        context = getattr(self.request.connection, "context", None)
+        return getattr(context, "proxy_peer", None)
+
+    def set_default_headers(self) -> None:
+        self.clear_header("Server")  # type: ignore[attr-defined]
+        self.set_header("X-Request-ID", self.request_id)  # type: ignore[attr-defined]
+        self.set_header("X-Content-Type-Options", "nosniff")  # type: ignore[attr-defined]
+        self.set_header("Content-Security-Policy", "frame-ancestors 'self'")  # type: ignore[attr-defined]
+        self.set_header("Referrer-Policy", "same-origin")  # type: ignore[attr-defined]
+        max_age = self.config.server.effective_hsts_max_age
+        if self.request.protocol == "https" and max_age > 0:
+            self.set_header(  # type: ignore[attr-defined]
+                "Strict-Transport-Security", f"max-age={max_age}; includeSubDomains"
+            )
+
+    def log_identity(self) -> str:
+        """Who made the request, for the access log; never triggers authentication itself."""
+        return "-"
+
+
+class BaseHandler(LabHandlerMixin, web.RequestHandler):
+    def log_exception(self, typ, value, tb) -> None:  # type: ignore[override]
+        # Domain errors are expected outcomes, not faults: the access log line is enough.
+        if isinstance(value, LabError):
+            return
+        super().log_exception(typ, value, tb)
+
+
+@web.stream_request_body
+class ApiHandler(BaseHandler):
+    """JSON in, JSON out, problem+json for every error.
+
+    The body is streamed so that an oversized one is refused with 413 from its Content-Length,
+    before a byte of it is buffered.
+    """
+
+    _body_chunks: list[bytes]
+    _body_size: int
+
+    def prepare(self) -> None:
+        self._body_chunks, self._body_size = [], 0
+        limit = self.config.server.max_body_size
+        declared = self.request.headers.get("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"The request body exceeds the limit of {limit} bytes.")
+        self.request.connection.set_max_body_size(limit)  # type: ignore[union-attr]
+
+    def check_xsrf_cookie(self) -> None:
+        """Only cookie-authenticated writes need the XSRF token: a foreign page can make the
+        browser send our cookie, but never an Authorization header."""
+        if self.request.headers.get("Authorization"):
+            return
+        if self.get_cookie(self.config.auth.cookie_name) is None:
+            return
+        super().check_xsrf_cookie()
+
+    def data_received(self, chunk: bytes) -> None:
+        self._body_chunks.append(chunk)
+        self._body_size += len(chunk)
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(getattr(self, "_body_chunks", []))
+
+    def json_body(self) -> Any:
+        """The parsed JSON body; malformed JSON is a 400 that names the problem's position."""
+        raw = self.body
+        if not raw.strip():
+            raise BadRequest("The request body must be JSON.")
+        try:
+            return json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            where = (
+                f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
+            )
+            raise BadRequest(f"The request body is not valid JSON{where}.") from None
+
+    def compute_etag(self) -> str | None:
+        """API responses carry validators only where a resource defines them (settings)."""
+        return None
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(data, separators=(",", ":")))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs["exc_info"][1] if "exc_info" in kwargs else None
+        if error is None:
+            error = web.HTTPError(status_code)
+        body = problem_for(error, self.request_id, status_code)
+        self.set_status(body["status"])
+        self.set_header("Content-Type", PROBLEM_CONTENT_TYPE)
+        self.set_header("Cache-Control", "no-store")
+        if body["retry_after"] is not None:
+            self.set_header("Retry-After", str(body["retry_after"]))
+        if body["status"] == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
+        self.finish(json.dumps(body, separators=(",", ":")))
+
+    @classmethod
+    def allowed_methods(cls) -> list[str]:
+        return [
+            method.upper()
+            for method in ("get", "head", "post", "put", "patch", "delete", "options")
+            if getattr(cls, method) is not getattr(web.RequestHandler, method)
+        ]
+
+
+class PageHandler(BaseHandler):
+    """Pages render small HTML errors; a browser user should never see JSON or a traceback."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs["exc_info"][1] if "exc_info" in kwargs else None
+        body = problem_for(error or web.HTTPError(status_code), self.request_id, status_code)
+        self.set_status(body["status"])
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        title = escape.xhtml_escape(body["title"])
+        detail = escape.xhtml_escape(body["detail"])
+        self.finish(
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{body['status']} {title}</title>"
+            f"</head><body><h1>{body['status']} {title}</h1><p>{detail}</p>"
+            f"<p><small>Request {self.request_id}</small></p></body></html>"
+        )
+
+
+class ApiNotFoundHandler(ApiHandler):
+    """Any unknown path under the API prefix, whatever the method."""
+
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+    @allow_anonymous
+    def prepare(self) -> None:
+        raise RouteNotFound(f"No API route matches {self.request.path}.")
+
+
+class PageNotFoundHandler(PageHandler):
+    @allow_anonymous
+    def prepare(self) -> None:
+        raise web.HTTPError(404)
+
+
+class StaticHandler(LabHandlerMixin, web.StaticFileHandler):
+    """Static files with the same security headers as everything else."""
+
+
+def log_request(handler: web.RequestHandler) -> None:
+    """One access line per request: method, path (secrets masked), status, ms, client, scheme, user."""
+    config: Config = handler.settings["config"]
+    if not config.logging.access_log:
+        return
+    request = handler.request
+    status = handler.get_status()
+    fields = {
+        "method": request.method,
+        "path": safe_path(request),
+        "status": status,
+        "ms": round(1000.0 * request.request_time(), 2),
+        "client_ip": request.remote_ip,
+        "scheme": request.protocol,
+        "user": handler.log_identity() if isinstance(handler, LabHandlerMixin) else "-",
+        "request_id": request_id_of(request),
+    }
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    access_log.log(
+        level,
+        "%(method)s %(path)s %(status)s %(ms).2fms client=%(client_ip)s scheme=%(scheme)s "
+        "user=%(user)s request_id=%(request_id)s",
+        fields,
+        extra={"fields": fields},
+    )
+
+
+def safe_path(request: httputil.HTTPServerRequest) -> str:
+    if not request.query:
+        return request.path
+    pairs = parse_qsl(request.query, keep_blank_values=True)
+    masked = [(key, "***" if key.lower() in SECRET_PARAMETERS else value) for key, value in pairs]
+    return f"{request.path}?{urlencode(masked, safe='*')}"

@@ -1,0 +1,210 @@
+"""Process lifecycle: sockets, HTTP server(s), TLS, trusted proxies, background jobs, signals.
+
+Wiring and lifecycle only; what a request does is decided in `app` and below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+
+from tornado import httputil, netutil, process
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
+from tornado.web import Application
+
+from synthorg_tornado import __version__
+from synthorg_tornado.app import Services, build_services, make_app
+from synthorg_tornado.config import Config, ConfigError, build_ssl_context, ensure_secret
+from synthorg_tornado.db import migrate
+from synthorg_tornado.db.engine import Database
+from synthorg_tornado.proxies import TrustedProxies
+
+log = logging.getLogger("synthorg.server")
+
+
+class ForwardedHeadersDelegate(httputil.HTTPMessageDelegate):
+    """Applies `TrustedProxies` to one request and restores the connection's view afterwards.
+
+    The connection context is per TCP connection, so with keep-alive the next request through it
+    must start again from the real peer address.
+    """
+
+    def __init__(
+        self,
+        delegate: httputil.HTTPMessageDelegate,
+        connection: httputil.HTTPConnection,
+        proxies: TrustedProxies,
+    ) -> None:
+        self.delegate = delegate
+        self.context = connection.context  # type: ignore[attr-defined]
+        self.proxies = proxies
+        self.saved = (self.context.remote_ip, self.context.protocol)
+
+    def headers_received(self, start_line, headers):  # type: ignore[no-untyped-def]
+        peer_ip, peer_scheme = self.saved
+        client = self.proxies.resolve(peer_ip, peer_scheme, headers)
+        self.context.remote_ip = client.ip
+        self.context.protocol = client.scheme
+        self.context.proxy_peer = client.via_proxy
+        return self.delegate.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes):  # type: ignore[no-untyped-def]
+        return self.delegate.data_received(chunk)
+
+    def finish(self) -> None:
+        self.delegate.finish()
+        self._restore()
+
+    def on_connection_close(self) -> None:
+        self.delegate.on_connection_close()
+        self._restore()
+
+    def _restore(self) -> None:
+        self.context.remote_ip, self.context.protocol = self.saved
+        self.context.proxy_peer = None
+
+
+class LabHTTPServer(HTTPServer):
+    """Tornado's HTTPServer with forwarded headers honoured only from trusted peers.
+
+    Tornado's `xheaders=True` trusts every peer, so it stays off and this does the job instead.
+    """
+
+    proxies: TrustedProxies = TrustedProxies(())
+
+    def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection):  # type: ignore[override]
+        delegate = super().start_request(server_conn, request_conn)
+        return ForwardedHeadersDelegate(delegate, request_conn, self.proxies)
+
+
+def make_http_server(config: Config, app: Application, ssl_context: ssl.SSLContext | None) -> LabHTTPServer:
+    server = LabHTTPServer(
+        app,
+        ssl_options=ssl_context,
+        xheaders=False,
+        # API handlers refuse oversized bodies themselves with a 413; this hard cap guards pages.
+        max_body_size=max(config.server.max_body_size, 64 * 1024 * 1024),
+        idle_connection_timeout=3600,
+    )
+    server.proxies = TrustedProxies(config.server.trusted_networks)
+    return server
+
+
+class LabServer:
+    """One process's server: start, run background jobs, stop gracefully."""
+
+    def __init__(self, config: Config, services: Services) -> None:
+        self.config = config
+        self.services = services
+        self.ssl_context = build_ssl_context(config.server) if config.server.tls_enabled else None
+        self.app = make_app(config, services)
+        self.http_server = make_http_server(config, self.app, self.ssl_context)
+        self.periodic: list[PeriodicCallback] = []
+        self.shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
+
+    def add_periodic(self, job: Callable[[], Awaitable[None]], interval_seconds: float, name: str) -> None:
+        """A background job that logs its own failures and keeps running."""
+
+        async def run_job() -> None:
+            try:
+                await job()
+            except Exception:
+                log.exception("background job %s failed; it will run again", name)
+
+        self.periodic.append(PeriodicCallback(run_job, interval_seconds * 1000))
+
+    def start(self, sockets: list[socket.socket]) -> None:
+        self.http_server.add_sockets(sockets)
+        for callback in self.periodic:
+            callback.start()
+
+    def reload_certificate(self) -> None:
+        """SIGHUP: new handshakes use the new files; open connections keep theirs."""
+        if self.ssl_context is None:
+            log.info("SIGHUP received; no TLS certificate to reload")
+            return
+        try:
+            self.ssl_context.load_cert_chain(self.config.server.ssl_certfile, self.config.server.ssl_keyfile)
+            log.info("TLS certificate reloaded from %s", self.config.server.ssl_certfile)
+        except (OSError, ssl.SSLError) as exc:
+            log.error("TLS certificate reload failed, keeping the old one: %s", exc)
+
+    async def stop(self) -> None:
+        grace = self.config.server.shutdown_grace_seconds
+        self.http_server.stop()
+        for callback in self.periodic:
+            callback.stop()
+        for hook in self.shutdown_hooks:
+            try:
+                await asyncio.wait_for(hook(), timeout=grace)
+            except Exception:
+                log.exception("shutdown step failed")
+        try:
+            await asyncio.wait_for(self.http_server.close_all_connections(), timeout=grace)
+        except TimeoutError:
+            log.warning("connections still open after %ss; closing anyway", grace)
+        await self.services.close()
+
+
+async def prepare_database(config: Config) -> None:
+    """Migrate (or check the schema is current) before serving, with a throwaway engine."""
+    database = Database(config.database)
+    try:
+        if config.database.auto_upgrade:
+            await migrate.upgrade(database)
+        else:
+            current, head = await migrate.current_revision(database), migrate.head_revision()
+            if current != head:
+                raise ConfigError(
+                    [
+                        f"database schema is at {current or 'nothing'}, code needs {head}; "
+                        "run: synthorg-tornado db upgrade"
+                    ]
+                )
+    finally:
+        await database.dispose()
+
+
+def bind(config: Config) -> list[socket.socket]:
+    return netutil.bind_sockets(config.server.port, config.server.host or None)
+
+
+def public_url(config: Config, sockets: list[socket.socket]) -> str:
+    port = sockets[0].getsockname()[1]
+    host = config.server.host or "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = "https" if config.server.tls_enabled else "http"
+    return f"{scheme}://{host}:{port}{config.server.base_url}"
+
+
+def run(config: Config) -> int:
+    """Serve until SIGTERM/SIGINT. Returns the process exit code."""
+    secret = ensure_secret(config)
+    asyncio.run(prepare_database(config))
+    sockets = bind(config)
+    if config.server.processes > 1:
+        process.fork_processes(config.server.processes, max_restarts=100)
+    return asyncio.run(_serve(config, secret, sockets))
+
+
+async def _serve(config: Config, secret: bytes, sockets: list[socket.socket]) -> int:
+    services = build_services(config, secret)
+    server = LabServer(config, services)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    loop.add_signal_handler(signal.SIGINT, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload_certificate)
+    server.start(sockets)
+    log.info("synthorg-tornado %s listening on %s", __version__, public_url(config, sockets))
+    await stopping.wait()
+    log.info("shutting down (grace %ss)", config.server.shutdown_grace_seconds)
+    await server.stop()
+    log.info("stopped")
+    return 0

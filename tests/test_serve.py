@@ -1,0 +1,112 @@
+"""The server starts from a config file, migrates its database, answers and stops cleanly."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.servers import REPO, ServerProcess, http_request, write_config
+
+
+def test_shipped_config_serves_health_on_sqlite_and_stops_on_sigterm(tmp_path: Path) -> None:
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    # The shipped file binds 8888; a free port keeps parallel runs apart. Nothing else changes.
+    server = ServerProcess(tmp_path / "config.yaml", env={"SYNTHORG_SERVER_PORT": "0"})
+    server.start()
+    try:
+        reply = http_request(server.url + "api/v1/health")
+        assert reply.status == 200
+        body = reply.json()
+        assert body["status"] == "ok" and body["database"] == "ok"
+        assert isinstance(body["uptime_seconds"], float)
+        assert (tmp_path / "synthorg.db").exists()
+        secret = tmp_path / "synthorg_secret"
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    finally:
+        exit_code = server.terminate()
+    assert exit_code == 0
+    assert "stopped" in server.log()
+    current = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "synthorg_tornado",
+            "db",
+            "current",
+            "--config",
+            str(tmp_path / "config.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert current.returncode == 0, current.stderr
+    assert "0001 (up to date)" in current.stdout
+
+
+def test_serve_migrates_and_answers_on_each_backend(database_url: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, database_url)
+    server = ServerProcess(config).start()
+    try:
+        reply = http_request(server.url + "api/v1/health")
+        assert reply.status == 200
+        assert reply.json()["database"] == "ok"
+        assert "Running upgrade" in server.log() or "0001" in server.log()
+    finally:
+        assert server.terminate() == 0
+
+
+def test_sigint_also_stops_cleanly(sqlite_url: str, tmp_path: Path) -> None:
+    import signal
+
+    server = ServerProcess(write_config(tmp_path, sqlite_url)).start()
+    assert server.terminate(signal.SIGINT) == 0
+
+
+def test_db_upgrade_then_current_reports_head(sqlite_url: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, sqlite_url)
+    run = [sys.executable, "-m", "synthorg_tornado"]
+    upgraded = subprocess.run(
+        [*run, "db", "upgrade", "--config", str(config)], capture_output=True, text=True
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "revision 0001" in upgraded.stdout
+    current = subprocess.run([*run, "db", "current", "--config", str(config)], capture_output=True, text=True)
+    assert current.stdout.strip() == "0001 (up to date)"
+
+
+def test_auto_upgrade_off_refuses_an_unmigrated_database(sqlite_url: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, sqlite_url, database={"auto_upgrade": False})
+    result = subprocess.run(
+        [sys.executable, "-m", "synthorg_tornado", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ},
+    )
+    assert result.returncode == 2
+    assert "run: synthorg-tornado db upgrade" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_on_a_busy_port_fails_with_one_line(sqlite_url: str, tmp_path: Path) -> None:
+    first = ServerProcess(write_config(tmp_path / "a", sqlite_url)).start()
+    try:
+        config = write_config(
+            tmp_path / "b", f"sqlite+aiosqlite:///{tmp_path / 'b.db'}", server={"port": first.port}
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "synthorg_tornado", "serve", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 1
+        assert f"cannot listen on 127.0.0.1:{first.port}" in result.stderr
+        assert "Traceback" not in result.stderr
+    finally:
+        assert first.terminate() == 0
