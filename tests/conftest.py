@@ -9,8 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tornado import web
 
-from tests.servers import PostgresCluster
+from synthorg_tornado.app import build_services, make_app
+from synthorg_tornado.config import Config, load_config
+from synthorg_tornado.db import migrate
+from synthorg_tornado.server import make_http_server
+from tests.servers import PostgresCluster, write_config
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -45,3 +50,29 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'synthorg.db'}"
+
+
+@pytest.fixture
+def app_config(tmp_path: Path, sqlite_url: str) -> Config:
+    """Configuration of the in-process application; modules override it to change settings."""
+    return load_config(write_config(tmp_path, sqlite_url), environ={})
+
+
+@pytest.fixture
+def app(app_config: Config, io_loop) -> Iterator[web.Application]:
+    """The real application, built by `make_app` with real services, served in-process."""
+    services = build_services(app_config, secret=b"s" * 48)
+    if app_config.database.auto_upgrade:
+        io_loop.run_sync(lambda: migrate.upgrade(services.database))
+    yield make_app(app_config, services)
+    io_loop.run_sync(services.close)
+
+
+@pytest.fixture
+def http_server(request: pytest.FixtureRequest, io_loop, _unused_port, app: web.Application):
+    """pytest-tornado's server fixture, but with our HTTPServer (trusted-proxy handling)."""
+    server = make_http_server(app.settings["config"], app, None)
+    server.add_socket(_unused_port[0])
+    yield server
+    server.stop()
+    io_loop.run_sync(server.close_all_connections, timeout=10)
