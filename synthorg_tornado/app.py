@@ -4,17 +4,31 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from tornado import web
 
+from synthorg_tornado.auth.api_tokens import ApiTokenService
+from synthorg_tornado.auth.audit import AuditLog
+from synthorg_tornado.auth.identity import Authenticator
+from synthorg_tornado.auth.login import LoginService
+from synthorg_tornado.auth.passwords import PasswordHasher
+from synthorg_tornado.auth.ratelimit import LoginLimiter
+from synthorg_tornado.auth.sessions import SessionPolicy, SessionService
+from synthorg_tornado.auth.tokens import SessionTokens, derive_key
+from synthorg_tornado.auth.users import UserService
+from synthorg_tornado.clock import utcnow
 from synthorg_tornado.config import Config
 from synthorg_tornado.db.engine import Database
-from synthorg_tornado.handlers import base, health
+from synthorg_tornado.handlers import audit, auth, base, health, me, metrics, pages, tokens, users
+from synthorg_tornado.metrics import Metrics
+from synthorg_tornado.realtime.bus import LocalBus
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+ROOT = Path(__file__).resolve().parent.parent
+STATIC_DIR = ROOT / "static"
 
-HANDLER_MODULES = (health,)
+HANDLER_MODULES = (health, auth, me, users, tokens, audit, metrics, pages)
 
 
 @dataclass
@@ -24,21 +38,82 @@ class Services:
     config: Config
     secret: bytes
     database: Database
+    bus: LocalBus
+    hasher: PasswordHasher
+    audit: AuditLog
+    users: UserService
+    sessions: SessionService
+    api_tokens: ApiTokenService
+    authenticator: Authenticator
+    limiter: LoginLimiter
+    login: LoginService
+    metrics: Metrics
     started_at: float = field(default_factory=time.monotonic)
 
+    async def start(self) -> None:
+        await self.sessions.load_revoked()
+
+    async def flush(self) -> None:
+        """Debounced writes that must not be lost at shutdown."""
+        await self.sessions.flush_activity()
+        await self.api_tokens.flush_usage()
+
     async def close(self) -> None:
+        self.hasher.close()
         await self.database.dispose()
 
 
 def build_services(config: Config, secret: bytes) -> Services:
-    return Services(config=config, secret=secret, database=Database(config.database))
+    auth_config = config.auth
+    database = Database(config.database)
+    bus = LocalBus()
+    hasher = PasswordHasher(auth_config.bcrypt_rounds, auth_config.password_min_length)
+    audit_log = AuditLog(database)
+    user_service = UserService(database, hasher, audit_log, bus)
+    policy = SessionPolicy(
+        ttl=lambda: timedelta(minutes=auth_config.session_ttl_minutes),
+        idle_timeout=lambda: (
+            timedelta(minutes=auth_config.idle_timeout_minutes) if auth_config.idle_timeout_minutes else None
+        ),
+        max_per_user=lambda: auth_config.max_sessions_per_user,
+    )
+    sessions = SessionService(
+        database, SessionTokens(derive_key(secret, "session-jwt")), user_service, audit_log, bus, policy
+    )
+    api_tokens = ApiTokenService(database, user_service, audit_log, bus, auth_config.api_token_max_days)
+    limiter = LoginLimiter(
+        per_minute=lambda: auth_config.login_rate_limit_per_minute,
+        lockout_threshold=lambda: auth_config.lockout_threshold,
+        lockout_seconds=lambda: auth_config.lockout_minutes * 60.0,
+    )
+    login = LoginService(user_service, sessions, hasher, limiter, audit_log)
+    metrics_registry = Metrics()
+    metrics_registry.watch(
+        active_sessions=lambda: sessions.cache.active_count(utcnow()),
+        failed_logins=lambda: login.failed_logins,
+    )
+    return Services(
+        config=config,
+        secret=secret,
+        database=database,
+        bus=bus,
+        hasher=hasher,
+        audit=audit_log,
+        users=user_service,
+        sessions=sessions,
+        api_tokens=api_tokens,
+        authenticator=Authenticator(sessions, api_tokens),
+        limiter=limiter,
+        login=login,
+        metrics=metrics_registry,
+    )
 
 
 def make_app(config: Config, services: Services) -> web.Application:
     prefix = config.server.base_url
     routes: list[tuple] = []
     for module in HANDLER_MODULES:
-        routes.extend((prefix + pattern, handler) for pattern, handler in module.default_handlers)
+        routes.extend((prefix + pattern, *rest) for pattern, *rest in module.default_handlers)
     routes.append((prefix + r"static/(.*)", base.StaticHandler, {"path": str(STATIC_DIR)}))
     routes.append((prefix + r"api(?:/.*)?", base.ApiNotFoundHandler))
     return web.Application(
@@ -47,12 +122,13 @@ def make_app(config: Config, services: Services) -> web.Application:
         services=services,
         default_handler_class=base.PageNotFoundHandler,
         log_function=base.log_request,
-        cookie_secret=services.secret,
+        cookie_secret=derive_key(services.secret, "cookies"),
         xsrf_cookies=True,
-        xsrf_cookie_kwargs={"httponly": False, "samesite": "Lax", "path": prefix},
+        xsrf_cookie_kwargs={"httponly": False, "samesite": "Strict", "path": prefix},
+        template_path=str(STATIC_DIR),
+        login_url=prefix + "login",
         websocket_ping_interval=config.websocket.ping_interval or None,
         websocket_ping_timeout=config.websocket.ping_timeout,
         websocket_max_message_size=config.websocket.max_message_bytes,
-        static_path=None,
         compress_response=False,
     )

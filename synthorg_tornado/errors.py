@@ -93,6 +93,12 @@ class InvalidValue(LabError):
     default_detail = "The value is not valid."
 
 
+class UnsupportedOperation(LabError):
+    """The request is well-formed but does not apply here (for example logout with an API token)."""
+
+    default_detail = "This operation does not apply to this request."
+
+
 class BadRequest(LabError):
     default_detail = "The request is malformed."
 
@@ -149,6 +155,7 @@ PROBLEM_TABLE: dict[type[LabError], tuple[int, ErrorCode]] = {
     PermissionDenied: (403, ErrorCode.FORBIDDEN),
     AccountLocked: (429, ErrorCode.ACCOUNT_LOCKED),
     InvalidValue: (422, ErrorCode.VALIDATION_ERROR),
+    UnsupportedOperation: (400, ErrorCode.VALIDATION_ERROR),
     PayloadTooLarge: (413, ErrorCode.REQUEST_VALIDATION_ERROR),
     BadRequest: (400, ErrorCode.REQUEST_VALIDATION_ERROR),
     MethodNotAllowed: (405, ErrorCode.METHOD_NOT_ALLOWED),
@@ -229,7 +236,11 @@ def problem_for(error: BaseException, instance: str, status_hint: int = 500) -> 
         detail = "The server hit an unexpected error. It has been logged."
         code = HTTP_STATUS_CODES.get(status, ErrorCode.INTERNAL_ERROR)
     else:
-        detail = getattr(error, "log_message", None) or _reason(status)
+        message = getattr(error, "log_message", None)
+        arguments = getattr(error, "args", ())
+        if message and arguments:
+            message = message % arguments
+        detail = message or _reason(status)
     return problem_body(status, code, detail, instance)
 
 

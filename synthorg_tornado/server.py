@@ -26,6 +26,8 @@ from synthorg_tornado.proxies import TrustedProxies
 
 log = logging.getLogger("synthorg.server")
 
+ACTIVITY_FLUSH_SECONDS = 10
+
 
 class ForwardedHeadersDelegate(httputil.HTTPMessageDelegate):
     """Applies `TrustedProxies` to one request and restores the connection's view afterwards.
@@ -118,10 +120,18 @@ class LabServer:
 
         self.periodic.append(PeriodicCallback(run_job, interval_seconds * 1000))
 
-    def start(self, sockets: list[socket.socket]) -> None:
+    async def start(self, sockets: list[socket.socket]) -> None:
+        await self.services.start()
+        auth = self.config.auth
+        self.add_periodic(self.services.sessions.cleanup, auth.cleanup_interval_seconds, "session cleanup")
+        self.add_periodic(self.services.flush, ACTIVITY_FLUSH_SECONDS, "activity flush")
+        self.add_periodic(self._prune_limiter, 60, "login limiter pruning")
         self.http_server.add_sockets(sockets)
         for callback in self.periodic:
             callback.start()
+
+    async def _prune_limiter(self) -> None:
+        self.services.limiter.prune()
 
     def reload_certificate(self) -> None:
         """SIGHUP: new handshakes use the new files; open connections keep theirs."""
@@ -148,6 +158,10 @@ class LabServer:
             await asyncio.wait_for(self.http_server.close_all_connections(), timeout=grace)
         except TimeoutError:
             log.warning("connections still open after %ss; closing anyway", grace)
+        try:
+            await self.services.flush()
+        except Exception:
+            log.exception("could not flush pending writes")
         await self.services.close()
 
 
@@ -201,8 +215,13 @@ async def _serve(config: Config, secret: bytes, sockets: list[socket.socket]) ->
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     loop.add_signal_handler(signal.SIGINT, stopping.set)
     loop.add_signal_handler(signal.SIGHUP, server.reload_certificate)
-    server.start(sockets)
-    log.info("synthorg-tornado %s listening on %s", __version__, public_url(config, sockets))
+    await server.start(sockets)
+    url = public_url(config, sockets)
+    log.info("synthorg-tornado %s listening on %s", __version__, url)
+    setup_token = await services.login.offer_setup()
+    if setup_token is not None:
+        # The one-time link is the whole point of this line: it must be printed.
+        log.warning("No user exists yet. Open %ssetup?token=%s", url, setup_token)
     await stopping.wait()
     log.info("shutting down (grace %ss)", config.server.shutdown_grace_seconds)
     await server.stop()

@@ -15,7 +15,7 @@ from synthorg_tornado.app import build_services, make_app
 from synthorg_tornado.config import Config, load_config
 from synthorg_tornado.db import migrate
 from synthorg_tornado.server import make_http_server
-from tests.servers import PostgresCluster, write_config
+from tests.servers import Lab, PostgresCluster, ServerProcess, write_config
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -76,3 +76,25 @@ def http_server(request: pytest.FixtureRequest, io_loop, _unused_port, app: web.
     yield server
     server.stop()
     io_loop.run_sync(server.close_all_connections, timeout=10)
+
+
+def start_lab(directory: Path, database_url: str, **sections: dict) -> Lab:
+    server = ServerProcess(write_config(directory, database_url, **sections)).start()
+    try:
+        return Lab(server)
+    except BaseException:
+        server.kill()
+        raise
+
+
+@pytest.fixture(scope="module")
+def lab(
+    request: pytest.FixtureRequest, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Lab]:
+    """A real server per module and backend, with its admin created through setup.
+
+    A module sets `LAB_CONFIG = {"auth": {...}}` to change its server's configuration."""
+    sections = getattr(request.module, "LAB_CONFIG", {})
+    lab = start_lab(tmp_path_factory.mktemp("lab"), database_url, **sections)
+    yield lab
+    assert lab.server.terminate() == 0

@@ -306,3 +306,58 @@ def http_request(
             return Response(reply.status, reply.headers, reply.read())
     except urllib.error.HTTPError as error:
         return Response(error.code, error.headers, error.read())
+
+
+SETUP_LINE = re.compile(r"Open (\S+)/setup\?token=(\S+)")
+
+
+def setup_token(server: ServerProcess) -> str:
+    match = server.wait_for_log(SETUP_LINE.pattern)
+    return match.group(2)
+
+
+ADMIN_PASSWORD = "admin-password-1"
+USER_PASSWORD = "user-password-1"
+
+
+class Lab:
+    """A running server with its first admin created through the setup URL."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        from tests.client import Client
+
+        self.server = server
+        self.url = server.url
+        self.client_class = Client
+        reply = Client(self.url).post(
+            "/api/v1/auth/setup",
+            {"token": setup_token(server), "username": "admin", "password": ADMIN_PASSWORD},
+        )
+        assert reply.status == 201, reply
+        self.admin = Client(self.url, token=reply.json()["token"])
+        self._users = 0
+
+    def client(self, **kwargs: Any):  # type: ignore[no-untyped-def]
+        return self.client_class(self.url, **kwargs)
+
+    def create_user(self, role: str = "member", username: str | None = None) -> dict[str, Any]:
+        self._users += 1
+        name = username or f"{role}{self._users}"
+        reply = self.admin.post("/api/v1/users", {"username": name, "password": USER_PASSWORD, "role": role})
+        assert reply.status == 201, reply
+        return reply.json()
+
+    def login(self, username: str, password: str = USER_PASSWORD, **kwargs: Any):  # type: ignore[no-untyped-def]
+        """A Bearer client for a fresh session of this user, and the login body."""
+        anonymous = self.client(**kwargs)
+        reply = anonymous.post("/api/v1/auth/login", {"username": username, "password": password})
+        assert reply.status == 200, reply
+        body = reply.json()
+        return self.client(token=body["token"], **kwargs), body
+
+    def login_cookie(self, username: str, password: str = USER_PASSWORD, **kwargs: Any):  # type: ignore[no-untyped-def]
+        """A browser-like client holding the session and XSRF cookies."""
+        browser = self.client(**kwargs)
+        reply = browser.post("/api/v1/auth/login", {"username": username, "password": password})
+        assert reply.status == 200, reply
+        return browser, reply

@@ -1,1 +1,1 @@
-"""auth package."""
+"""Accounts and sessions: passwords, tokens, the session cache, rate limits, audit."""

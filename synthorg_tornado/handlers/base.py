@@ -10,13 +10,24 @@ import json
 import logging
 import re
 import uuid
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 from tornado import escape, httputil, web
 
+from synthorg_tornado.auth.audit import Actor
+from synthorg_tornado.auth.identity import Identity
 from synthorg_tornado.config import Config
-from synthorg_tornado.errors import BadRequest, LabError, PayloadTooLarge, RouteNotFound, problem_for
+from synthorg_tornado.errors import (
+    BadRequest,
+    InvalidValue,
+    LabError,
+    NotAuthenticated,
+    PayloadTooLarge,
+    RouteNotFound,
+    problem_for,
+)
 from synthorg_tornado.handlers.decorators import allow_anonymous
 from synthorg_tornado.logs import ACCESS_LOGGER
 
@@ -84,6 +95,66 @@ class LabHandlerMixin:
 
 
 class BaseHandler(LabHandlerMixin, web.RequestHandler):
+    """Identity resolution and cookies, shared by API and page handlers."""
+
+    _identity: Identity | None = None
+    _auth_error: LabError | None = None
+
+    async def identify(self) -> None:
+        """Resolve the caller once per request; a bad credential is remembered, not raised here,
+        so that anonymous routes still answer and guarded ones raise the precise reason."""
+        authorization = self.request.headers.get("Authorization")
+        cookie = self.get_cookie(self.config.auth.cookie_name)
+        try:
+            self._identity = await self.services.authenticator.identify(authorization, cookie)
+        except LabError as error:
+            self._identity, self._auth_error = None, error
+
+    def get_current_user(self) -> Identity | None:
+        return self._identity
+
+    @property
+    def identity(self) -> Identity:
+        """The caller of a guarded method (the decorators guarantee one)."""
+        assert self._identity is not None
+        return self._identity
+
+    def require_identity(self) -> bool:
+        if self._identity is None:
+            raise self._auth_error or NotAuthenticated()
+        return True
+
+    @property
+    def actor(self) -> Actor:
+        return self.identity.actor(self.request.remote_ip or "")
+
+    @property
+    def user_agent(self) -> str:
+        return self.request.headers.get("User-Agent", "")
+
+    def log_identity(self) -> str:
+        return self._identity.user.username if self._identity else "-"
+
+    def set_cookie(self, name: str, value: str | bytes, **kwargs: Any) -> None:  # type: ignore[override]
+        """Every cookie is Secure whenever the request is HTTPS (directly or via a trusted proxy)."""
+        if self.request.protocol == "https":
+            kwargs.setdefault("secure", True)
+        super().set_cookie(name, value, **kwargs)
+
+    def set_session_cookie(self, token: str, expires_at: datetime) -> None:
+        self.set_cookie(
+            self.config.auth.cookie_name,
+            token,
+            path=self.config.server.base_url,
+            expires=expires_at,
+            httponly=True,
+            samesite="Lax",
+        )
+        self.xsrf_token  # noqa: B018 - sets the _xsrf cookie for the client's next write
+
+    def clear_session_cookie(self) -> None:
+        self.clear_cookie(self.config.auth.cookie_name, path=self.config.server.base_url)
+
     def log_exception(self, typ, value, tb) -> None:  # type: ignore[override]
         # Domain errors are expected outcomes, not faults: the access log line is enough.
         if isinstance(value, LabError):
@@ -102,13 +173,14 @@ class ApiHandler(BaseHandler):
     _body_chunks: list[bytes]
     _body_size: int
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         self._body_chunks, self._body_size = [], 0
         limit = self.config.server.max_body_size
         declared = self.request.headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(f"The request body exceeds the limit of {limit} bytes.")
         self.request.connection.set_max_body_size(limit)  # type: ignore[union-attr]
+        await self.identify()
 
     def check_xsrf_cookie(self) -> None:
         """Only cookie-authenticated writes need the XSRF token: a foreign page can make the
@@ -144,6 +216,12 @@ class ApiHandler(BaseHandler):
         """API responses carry validators only where a resource defines them (settings)."""
         return None
 
+    def json_object(self) -> dict[str, Any]:
+        body = self.json_body()
+        if not isinstance(body, dict):
+            raise InvalidValue("The request body must be a JSON object.")
+        return body
+
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
@@ -174,7 +252,50 @@ class ApiHandler(BaseHandler):
 
 
 class PageHandler(BaseHandler):
-    """Pages render small HTML errors; a browser user should never see JSON or a traceback."""
+    """Pages render small HTML errors; a browser user should never see JSON or a traceback.
+
+    A page load may carry `?token=<API token>` (Jupyter's habit): it is exchanged for a session
+    cookie and the browser is redirected to the same page without it, so the token leaves the
+    address bar and the history at once.
+    """
+
+    async def prepare(self) -> None:
+        self.xsrf_token  # noqa: B018 - every page sets the _xsrf cookie
+        if self.request.method == "GET" and self.get_query_argument("token", None) is not None:
+            await self._exchange_query_token(self.get_query_argument("token"))
+            return
+        await self.identify()
+        if self._auth_error is not None and self.get_cookie(self.config.auth.cookie_name):
+            self.clear_session_cookie()
+
+    async def _exchange_query_token(self, token: str) -> None:
+        try:
+            identity = await self.services.authenticator.token_identity(token)
+        except LabError:
+            identity = None
+        if identity is not None:
+            result = await self.services.login.start_session(
+                identity.user, self.request.remote_ip or "", self.user_agent
+            )
+            self.set_session_cookie(result.token, result.session.expires_at)
+            await self.services.audit.record(
+                "auth.token_login",
+                identity.actor(self.request.remote_ip or ""),
+                target=identity.user.username,
+            )
+        remaining = [(k, v) for k, v in parse_qsl(self.request.query, keep_blank_values=True) if k != "token"]
+        self.redirect(self.request.path + (f"?{urlencode(remaining)}" if remaining else ""))
+
+    def require_identity(self) -> bool:
+        """Pages send a visitor without a session to the login page, then back."""
+        if self._identity is not None:
+            return True
+        login = self.config.server.base_url + "login"
+        self.redirect(f"{login}?{urlencode({'next': self.request.uri})}")
+        return False
+
+    def page_url(self, path: str = "") -> str:
+        return self.config.server.base_url + path
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs["exc_info"][1] if "exc_info" in kwargs else None
@@ -213,8 +334,6 @@ class StaticHandler(LabHandlerMixin, web.StaticFileHandler):
 def log_request(handler: web.RequestHandler) -> None:
     """One access line per request: method, path (secrets masked), status, ms, client, scheme, user."""
     config: Config = handler.settings["config"]
-    if not config.logging.access_log:
-        return
     request = handler.request
     status = handler.get_status()
     fields = {
@@ -227,6 +346,11 @@ def log_request(handler: web.RequestHandler) -> None:
         "user": handler.log_identity() if isinstance(handler, LabHandlerMixin) else "-",
         "request_id": request_id_of(request),
     }
+    services = handler.settings.get("services")
+    if services is not None:
+        services.metrics.observe(type(handler).__name__, request.method or "", status, request.request_time())
+    if not config.logging.access_log:
+        return
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
     access_log.log(
         level,

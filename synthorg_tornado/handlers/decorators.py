@@ -1,13 +1,18 @@
 """Security rules written on each handler method, where a reviewer sees them.
 
 Every HTTP method a handler defines carries exactly one of these; a test walks the URL table and
-fails on any method that has none.
+fails on any method that has none. The rule runs before the method body, so the order of checks
+is always authentication (401), then role (403), then whatever the method does.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from synthorg_tornado.errors import PermissionDenied
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 
@@ -19,6 +24,36 @@ def allow_anonymous(method: Method) -> Method:
     """Open to everyone, logged in or not."""
     setattr(method, AUTH_RULE_ATTRIBUTE, "anonymous")
     return method
+
+
+def authenticated(method: Method) -> Method:
+    """Any logged-in user (session or API token)."""
+    return _guard(method, "authenticated", None)
+
+
+def require_role(*allowed: str) -> Callable[[Method], Method]:
+    """Logged in with one of the named roles; anyone else gets 403."""
+
+    def decorate(method: Method) -> Method:
+        return _guard(method, "role:" + ",".join(allowed), frozenset(allowed))
+
+    return decorate
+
+
+def _guard(method: Method, rule: str, roles: frozenset[str] | None) -> Method:
+    @functools.wraps(method)
+    async def wrapper(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.require_identity():
+            return None
+        if roles is not None and self.current_user.user.role not in roles:
+            raise PermissionDenied()
+        result = method(self, *args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    setattr(wrapper, AUTH_RULE_ATTRIBUTE, rule)
+    return wrapper  # type: ignore[return-value]
 
 
 def auth_rule(method: Callable[..., Any]) -> str | None:

@@ -1,0 +1,128 @@
+"""The audit log: who did what, to what, from where, with what outcome. Never a secret."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+
+from synthorg_tornado.clock import isoformat, utcnow
+from synthorg_tornado.db.engine import Database
+from synthorg_tornado.db.models import AuditEntry
+from synthorg_tornado.errors import InvalidValue
+
+log = logging.getLogger("synthorg.audit")
+
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: a user, or the command line / the server itself (`user_id` None)."""
+
+    user_id: int | None
+    name: str
+    ip_address: str = ""
+
+
+SYSTEM = Actor(None, "system")
+
+
+class AuditLog:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def record(
+        self,
+        action: str,
+        actor: Actor,
+        *,
+        target: str = "",
+        outcome: str = "success",
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Append one entry. A failure to audit is logged loudly but does not undo the action."""
+        entry = AuditEntry(
+            at=utcnow(),
+            actor_id=actor.user_id,
+            actor=actor.name[:64],
+            action=action,
+            target=target[:256],
+            ip_address=actor.ip_address,
+            outcome=outcome,
+            detail=detail or None,
+        )
+        try:
+            async with self.database.session() as session:
+                session.add(entry)
+                await session.commit()
+        except Exception:
+            log.exception("could not write audit entry %s by %s", action, actor.name)
+
+    async def query(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first, keyset-paged on (at, id) so pages stay stable while entries arrive."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidValue(f"limit must be between 1 and {MAX_PAGE}.")
+        statement = select(AuditEntry)
+        if actor:
+            statement = statement.where(AuditEntry.actor == actor)
+        if action:
+            statement = statement.where(AuditEntry.action == action)
+        if since:
+            statement = statement.where(AuditEntry.at >= since)
+        if until:
+            statement = statement.where(AuditEntry.at < until)
+        if cursor:
+            at, entry_id = _decode_cursor(cursor)
+            statement = statement.where(
+                or_(AuditEntry.at < at, and_(AuditEntry.at == at, AuditEntry.id < entry_id))
+            )
+        statement = statement.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit + 1)
+        async with self.database.session() as session:
+            rows = list((await session.scalars(statement)).all())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = _encode_cursor(rows[-1]) if more and rows else None
+        return [_public(row) for row in rows], next_cursor
+
+
+def _public(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "id": str(entry.id),
+        "at": isoformat(entry.at),
+        "actor": entry.actor,
+        "actor_id": None if entry.actor_id is None else str(entry.actor_id),
+        "action": entry.action,
+        "target": entry.target,
+        "ip_address": entry.ip_address,
+        "outcome": entry.outcome,
+        "detail": entry.detail or {},
+    }
+
+
+def _encode_cursor(entry: AuditEntry) -> str:
+    raw = json.dumps([isoformat(entry.at), entry.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        at_text, entry_id = json.loads(base64.urlsafe_b64decode(padded))
+        return datetime.fromisoformat(at_text.replace("Z", "+00:00")), int(entry_id)
+    except (ValueError, TypeError):
+        raise InvalidValue("cursor is not valid; use the next_cursor of a previous page.") from None

@@ -1,0 +1,106 @@
+"""Token formats: session JWTs, personal API tokens and WebSocket tickets.
+
+Session JWTs are HS256 only: the algorithm is pinned on decode, so a token claiming `none` or an
+asymmetric algorithm is rejected before its signature is even considered. API tokens and tickets
+are random strings stored only as SHA-256 digests: a leaked table cannot be replayed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import jwt
+
+from synthorg_tornado.errors import NotAuthenticated, SessionExpired
+
+JWT_ALGORITHM = "HS256"
+API_TOKEN_PREFIX = "syt_"
+PREFIX_LENGTH = 12
+SESSION_ID_BYTES = 32  # 256 bits in every jti
+API_TOKEN_BYTES = 32
+
+
+@dataclass(frozen=True)
+class SessionClaims:
+    user_id: int
+    session_id: str
+    issued_at: datetime
+    expires_at: datetime
+
+
+def derive_key(secret: bytes, purpose: str) -> bytes:
+    """One secret file, independent keys per purpose (JWT signing, cookies, XSRF)."""
+    return hmac.new(secret, purpose.encode(), hashlib.sha256).digest()
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(SESSION_ID_BYTES)
+
+
+class SessionTokens:
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def issue(self, user_id: int, session_id: str, issued_at: datetime, expires_at: datetime) -> str:
+        claims = {
+            "sub": str(user_id),
+            "jti": session_id,
+            "iat": int(issued_at.timestamp()),
+            "exp": int(expires_at.timestamp()),
+        }
+        return jwt.encode(claims, self._key, algorithm=JWT_ALGORITHM)
+
+    def read(self, token: str) -> SessionClaims:
+        """Verify signature and expiry. Expired -> SessionExpired; anything else wrong -> 1000."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[JWT_ALGORITHM],
+                options={"require": ["sub", "jti", "iat", "exp"]},
+            )
+            user_id = int(claims["sub"])
+            session_id = str(claims["jti"])
+        except jwt.ExpiredSignatureError:
+            raise SessionExpired() from None
+        except (jwt.InvalidTokenError, ValueError, TypeError):
+            raise NotAuthenticated("The token is invalid.") from None
+
+        return SessionClaims(
+            user_id=user_id,
+            session_id=session_id,
+            issued_at=datetime.fromtimestamp(claims["iat"], UTC),
+            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        )
+
+
+def looks_like_jwt(token: str) -> bool:
+    return token.count(".") == 2 and not token.startswith(API_TOKEN_PREFIX)
+
+
+def new_api_token() -> str:
+    return API_TOKEN_PREFIX + secrets.token_urlsafe(API_TOKEN_BYTES)
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def display_prefix(token: str) -> str:
+    return token[:PREFIX_LENGTH]
+
+
+def same_digest(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def new_ticket() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def new_setup_token() -> str:
+    return secrets.token_urlsafe(32)

@@ -1,0 +1,253 @@
+"""Users: creation, changes, and an in-memory directory so authentication never waits on the DB."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from synthorg_tornado.auth import roles
+from synthorg_tornado.auth.audit import Actor, AuditLog
+from synthorg_tornado.auth.passwords import PasswordHasher
+from synthorg_tornado.clock import isoformat, utcnow
+from synthorg_tornado.db.engine import Database
+from synthorg_tornado.db.models import User
+from synthorg_tornado.errors import DuplicateRecord, InvalidValue, NotFound
+from synthorg_tornado.realtime.bus import USER_CHANGED, LocalBus
+
+USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+MAX_DISPLAY_NAME = 128
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """An immutable snapshot of a user; replaced, never mutated, when the user changes."""
+
+    id: int
+    username: str
+    display_name: str
+    role: str
+    disabled: bool
+    created_at: datetime
+    last_login_at: datetime | None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "username": self.username,
+            "display_name": self.display_name,
+            "role": self.role,
+            "disabled": self.disabled,
+            "created_at": isoformat(self.created_at),
+            "last_login_at": isoformat(self.last_login_at),
+        }
+
+
+def _record(row: User) -> UserRecord:
+    return UserRecord(
+        id=row.id,
+        username=row.username,
+        display_name=row.display_name,
+        role=row.role,
+        disabled=row.disabled,
+        created_at=row.created_at,
+        last_login_at=row.last_login_at,
+    )
+
+
+def validate_username(username: object) -> str:
+    if not isinstance(username, str) or not USERNAME_PATTERN.match(username):
+        raise InvalidValue("username must be 1-64 characters of letters, digits, '.', '_' or '-'.")
+    return username
+
+
+def validate_role(role: object) -> str:
+    if role not in roles.ROLES:
+        raise InvalidValue(f"role must be one of {', '.join(roles.ROLES)}.")
+    return str(role)
+
+
+def validate_display_name(display_name: object) -> str:
+    if not isinstance(display_name, str) or len(display_name) > MAX_DISPLAY_NAME:
+        raise InvalidValue(f"display_name must be a string of at most {MAX_DISPLAY_NAME} characters.")
+    return display_name.strip()
+
+
+@dataclass(frozen=True)
+class UserChange:
+    """What a user change did, so callers can react (revoke sessions, drop channels)."""
+
+    before: UserRecord
+    after: UserRecord
+    password_changed: bool
+
+    @property
+    def disabled_now(self) -> bool:
+        return self.after.disabled and not self.before.disabled
+
+    @property
+    def role_lowered(self) -> bool:
+        return roles.rank(self.after.role) < roles.rank(self.before.role)
+
+
+class UserService:
+    def __init__(self, database: Database, hasher: PasswordHasher, audit: AuditLog, bus: LocalBus) -> None:
+        self.database = database
+        self.hasher = hasher
+        self.audit = audit
+        self.bus = bus
+        self._directory: dict[int, UserRecord] = {}
+
+    async def cached(self, user_id: int) -> UserRecord | None:
+        """The hot-path lookup: memory first, the database once per user and process."""
+        record = self._directory.get(user_id)
+        if record is None:
+            record = await self.get(user_id, missing_ok=True)
+        return record
+
+    def forget(self, user_id: int) -> None:
+        """Another process changed this user: reload on next use."""
+        self._directory.pop(user_id, None)
+
+    async def count(self) -> int:
+        async with self.database.session() as session:
+            return int(await session.scalar(select(func.count()).select_from(User)) or 0)
+
+    async def get(self, user_id: int, missing_ok: bool = False) -> UserRecord | None:
+        async with self.database.session() as session:
+            row = await session.get(User, user_id)
+        if row is None:
+            self._directory.pop(user_id, None)
+            if missing_ok:
+                return None
+            raise NotFound("No such user.")
+        record = _record(row)
+        self._directory[user_id] = record
+        return record
+
+    async def find_for_login(self, username: str) -> tuple[UserRecord, str | None] | None:
+        """The user and password hash, or None; the hash never leaves the auth package."""
+        async with self.database.session() as session:
+            row = await session.scalar(select(User).where(User.username_key == username.lower()))
+        if row is None:
+            return None
+        record = _record(row)
+        self._directory[record.id] = record
+        return record, row.password_hash
+
+    async def find_by_username(self, username: str) -> UserRecord:
+        found = await self.find_for_login(username)
+        if found is None:
+            raise NotFound(f"No user named {username!r}.")
+        return found[0]
+
+    async def list(self) -> list[UserRecord]:
+        async with self.database.session() as session:
+            rows = (await session.scalars(select(User).order_by(User.username_key))).all()
+        return [_record(row) for row in rows]
+
+    async def create(
+        self, username: object, password: object, role: object, display_name: object = "", *, actor: Actor
+    ) -> UserRecord:
+        name = validate_username(username)
+        role_name = validate_role(role)
+        shown = validate_display_name(display_name or "")
+        password_hash = await self.hasher.hash(self.hasher.validate(password))
+        row = User(
+            username=name,
+            username_key=name.lower(),
+            display_name=shown,
+            role=role_name,
+            password_hash=password_hash,
+            disabled=False,
+            created_at=utcnow(),
+            password_changed_at=utcnow(),
+        )
+        try:
+            async with self.database.session() as session:
+                session.add(row)
+                await session.commit()
+        except IntegrityError:
+            await self.audit.record("user.create", actor, target=name, outcome="conflict")
+            raise DuplicateRecord(f"A user named {name!r} already exists.") from None
+        record = _record(row)
+        self._directory[record.id] = record
+        await self.audit.record("user.create", actor, target=name, detail={"role": role_name})
+        return record
+
+    async def update(self, user_id: int, changes: dict[str, Any], *, actor: Actor) -> UserChange:
+        """Apply role, display_name, disabled and password changes in one write."""
+        allowed = {"role", "display_name", "disabled", "password"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise InvalidValue(f"Unknown field(s): {', '.join(sorted(unknown))}.")
+        values: dict[str, Any] = {}
+        if "role" in changes:
+            values["role"] = validate_role(changes["role"])
+        if "display_name" in changes:
+            values["display_name"] = validate_display_name(changes["display_name"])
+        if "disabled" in changes:
+            if not isinstance(changes["disabled"], bool):
+                raise InvalidValue("disabled must be true or false.")
+            values["disabled"] = changes["disabled"]
+        if "password" in changes:
+            values["password_hash"] = await self.hasher.hash(self.hasher.validate(changes["password"]))
+            values["password_changed_at"] = utcnow()
+        async with self.database.session() as session:
+            row = await session.get(User, user_id)
+            if row is None:
+                raise NotFound("No such user.")
+            before = _record(row)
+            for name, value in values.items():
+                setattr(row, name, value)
+            await session.commit()
+            after = _record(row)
+        self._directory[user_id] = after
+        change = UserChange(before, after, password_changed="password" in changes)
+        shown = {name: value for name, value in changes.items() if name != "password"}
+        if change.password_changed:
+            shown["password"] = "changed"
+        await self.audit.record("user.update", actor, target=after.username, detail=shown)
+        await self.bus.publish(USER_CHANGED, _change_event(change))
+        return change
+
+    async def verify_password(self, user_id: int, password: object) -> bool:
+        async with self.database.session() as session:
+            password_hash = await session.scalar(select(User.password_hash).where(User.id == user_id))
+        return await self.hasher.verify(password if isinstance(password, str) else "", password_hash)
+
+    async def delete(self, user_id: int, *, actor: Actor) -> UserRecord:
+        async with self.database.session() as session:
+            row = await session.get(User, user_id)
+            if row is None:
+                raise NotFound("No such user.")
+            record = _record(row)
+            await session.delete(row)
+            await session.commit()
+        self._directory.pop(user_id, None)
+        await self.audit.record("user.delete", actor, target=record.username)
+        await self.bus.publish(USER_CHANGED, {"user_id": str(user_id), "deleted": True})
+        return record
+
+    async def mark_login(self, user_id: int) -> None:
+        now = utcnow()
+        async with self.database.session() as session:
+            row = await session.get(User, user_id)
+            if row is not None:
+                row.last_login_at = now
+                await session.commit()
+                self._directory[user_id] = _record(row)
+
+
+def _change_event(change: UserChange) -> dict[str, Any]:
+    return {
+        "user_id": str(change.after.id),
+        "role": change.after.role,
+        "disabled": change.after.disabled,
+        "role_lowered": change.role_lowered,
+        "deleted": False,
+    }

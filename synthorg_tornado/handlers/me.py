@@ -1,0 +1,46 @@
+"""The caller's own account: `GET/PATCH /api/v1/me`, `POST /api/v1/me/password`."""
+
+from __future__ import annotations
+
+from synthorg_tornado.errors import InvalidValue, PermissionDenied
+from synthorg_tornado.handlers.base import ApiHandler
+from synthorg_tornado.handlers.decorators import authenticated
+
+
+class MeHandler(ApiHandler):
+    @authenticated
+    async def get(self) -> None:
+        self.write_json(self.identity.me())
+
+    @authenticated
+    async def patch(self) -> None:
+        body = self.json_object()
+        if set(body) - {"display_name"}:
+            raise InvalidValue("Only display_name can be changed here.")
+        change = await self.services.users.update(self.identity.user.id, body, actor=self.actor)
+        self.write_json({**self.identity.me(), "display_name": change.after.display_name})
+
+
+class MePasswordHandler(ApiHandler):
+    @authenticated
+    async def post(self) -> None:
+        body = self.json_object()
+        user = self.identity.user
+        if not await self.services.users.verify_password(user.id, body.get("current_password")):
+            await self.services.audit.record(
+                "user.password", self.actor, target=user.username, outcome="failure"
+            )
+            raise PermissionDenied("The current password is incorrect.")
+        await self.services.users.update(user.id, {"password": body.get("new_password")}, actor=self.actor)
+        # The session that asked keeps working; every other one ends.
+        await self.services.sessions.revoke_all(
+            user.id, "password_changed", self.actor, keep=self.identity.session_id
+        )
+        self.set_status(204)
+        self.finish()
+
+
+default_handlers = [
+    (r"api/v1/me", MeHandler),
+    (r"api/v1/me/password", MePasswordHandler),
+]

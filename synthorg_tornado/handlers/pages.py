@@ -1,0 +1,122 @@
+"""The pages a newcomer meets first: setup, login, and the home page with a logout button."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from synthorg_tornado.auth.identity import SESSION
+from synthorg_tornado.errors import AccountLocked, LabError, PermissionDenied, RateLimited
+from synthorg_tornado.handlers.base import PageHandler
+from synthorg_tornado.handlers.decorators import allow_anonymous, authenticated
+
+
+def safe_next(candidate: str | None, base_url: str) -> str:
+    """Only a path on this server, under base_url; anything else (other hosts, `//x`, schemes,
+    backslashes that browsers treat as slashes) goes to base_url."""
+    if not candidate or "\\" in candidate or any(ord(c) < 32 for c in candidate):
+        return base_url
+    parts = urlsplit(candidate)
+    if parts.scheme or parts.netloc or not parts.path.startswith(base_url) or candidate.startswith("//"):
+        return base_url
+    return candidate
+
+
+def login_error_message(error: LabError) -> str:
+    if isinstance(error, RateLimited | AccountLocked):
+        return f"{error.detail} (retry in {error.retry_after} s)"
+    return error.detail
+
+
+class LoginPage(PageHandler):
+    @allow_anonymous
+    def get(self) -> None:
+        self._render(error=None)
+
+    @allow_anonymous
+    async def post(self) -> None:
+        ip, agent = self.request.remote_ip or "", self.user_agent
+        token = self.get_body_argument("token", "").strip()
+        try:
+            if token:
+                identity = await self.services.authenticator.token_identity(token)
+                result = await self.services.login.start_session(identity.user, ip, agent)
+                await self.services.audit.record(
+                    "auth.token_login", identity.actor(ip), target=identity.user.username
+                )
+            else:
+                result = await self.services.login.login(
+                    self.get_body_argument("username", ""), self.get_body_argument("password", ""), ip, agent
+                )
+        except LabError as error:
+            self.set_status(429 if isinstance(error, RateLimited | AccountLocked) else 401)
+            if error.retry_after:
+                self.set_header("Retry-After", str(error.retry_after))
+            self._render(error=login_error_message(error))
+            return
+        self.set_session_cookie(result.token, result.session.expires_at)
+        self.redirect(safe_next(self.get_body_argument("next", None), self.config.server.base_url))
+
+    def _render(self, error: str | None) -> None:
+        self.render(
+            "login.html",
+            error=error,
+            next_url=safe_next(self.get_argument("next", None), self.config.server.base_url),
+            base_url=self.config.server.base_url,
+        )
+
+
+class SetupPage(PageHandler):
+    async def prepare(self) -> None:
+        # The setup token also travels as ?token=, but it is not an API token to exchange.
+        self.xsrf_token  # noqa: B018
+        await self.identify()
+
+    @allow_anonymous
+    def get(self) -> None:
+        self._render(self.get_query_argument("token", ""), error=None)
+
+    @allow_anonymous
+    async def post(self) -> None:
+        token = self.get_body_argument("token", "")
+        try:
+            result = await self.services.login.setup(
+                token,
+                self.get_body_argument("username", ""),
+                self.get_body_argument("password", ""),
+                self.request.remote_ip or "",
+                self.user_agent,
+            )
+        except LabError as error:
+            self.set_status(403 if isinstance(error, PermissionDenied) else 422)
+            self._render(token, error=error.detail)
+            return
+        self.set_session_cookie(result.token, result.session.expires_at)
+        self.redirect(self.config.server.base_url)
+
+    def _render(self, token: str, error: str | None) -> None:
+        self.render("setup.html", token=token, error=error, base_url=self.config.server.base_url)
+
+
+class HomePage(PageHandler):
+    @authenticated
+    def get(self) -> None:
+        self.render("home.html", me=self.identity.me(), base_url=self.config.server.base_url)
+
+
+class LogoutPage(PageHandler):
+    @authenticated
+    async def post(self) -> None:
+        if self.identity.kind == SESSION and self.identity.session_id:
+            await self.services.sessions.revoke(self.identity.session_id, "logout", self.actor)
+            await self.services.audit.record("auth.logout", self.actor, target=self.identity.user.username)
+        self.clear_session_cookie()
+        self.set_header("Clear-Site-Data", '"cookies"')
+        self.redirect(self.config.server.base_url + "login")
+
+
+default_handlers = [
+    (r"login", LoginPage),
+    (r"setup", SetupPage),
+    (r"logout", LogoutPage),
+    (r"", HomePage),
+]

@@ -1,0 +1,58 @@
+"""Prometheus metrics, one registry per application (no module-level singletons)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class _CallbackCounter(Collector):
+    """A counter owned by a service (a plain integer there), read at scrape time."""
+
+    def __init__(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        self.name, self.documentation, self.read = name, documentation, read
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self.name, self.documentation, value=self.read())
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "synthorg_http_requests",
+            "HTTP requests by route, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "synthorg_http_request_duration_seconds",
+            "HTTP request latency by route.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.open_websockets = Gauge(
+            "synthorg_open_websockets", "Open WebSocket connections in this process.", registry=self.registry
+        )
+        self.active_sessions = Gauge(
+            "synthorg_active_sessions", "Live sessions in this process's cache.", registry=self.registry
+        )
+
+    def watch(self, active_sessions: Callable[[], float], failed_logins: Callable[[], float]) -> None:
+        self.active_sessions.set_function(active_sessions)
+        self.registry.register(
+            _CallbackCounter("synthorg_failed_logins", "Failed login attempts.", failed_logins)
+        )
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
