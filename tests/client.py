@@ -98,7 +98,7 @@ class Client:
             jar = SimpleCookie()
             jar.load(header)
             for name, morsel in jar.items():
-                expired = morsel["expires"] and "1970" in morsel["expires"] or morsel["max-age"] == "0"
+                expired = (morsel["expires"] and "1970" in morsel["expires"]) or morsel["max-age"] == "0"
                 if expired or morsel.value in ("", '""'):
                     self.cookies.pop(name, None)
                 else:
