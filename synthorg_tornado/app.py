@@ -16,6 +16,7 @@ from synthorg_tornado.auth.login import LoginService
 from synthorg_tornado.auth.passwords import PasswordHasher
 from synthorg_tornado.auth.ratelimit import LoginLimiter
 from synthorg_tornado.auth.sessions import SessionPolicy, SessionService
+from synthorg_tornado.auth.sync import ChangeFeed
 from synthorg_tornado.auth.tokens import SessionTokens, derive_key
 from synthorg_tornado.auth.users import UserService
 from synthorg_tornado.clock import utcnow
@@ -48,9 +49,11 @@ class Services:
     limiter: LoginLimiter
     login: LoginService
     metrics: Metrics
+    changes: ChangeFeed
     started_at: float = field(default_factory=time.monotonic)
 
     async def start(self) -> None:
+        self.changes.watermark = utcnow()
         await self.sessions.load_revoked()
 
     async def flush(self) -> None:
@@ -106,6 +109,7 @@ def build_services(config: Config, secret: bytes) -> Services:
         limiter=limiter,
         login=login,
         metrics=metrics_registry,
+        changes=ChangeFeed(database, user_service, sessions, api_tokens, bus),
     )
 
 

@@ -23,7 +23,8 @@ from types import MappingProxyType
 from typing import Any
 
 import yaml
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 ENV_PREFIX = "SYNTHORG_"
 CONFIG_ENV = "SYNTHORG_CONFIG"
@@ -90,11 +91,13 @@ class DatabaseConfig:
 
     @property
     def is_sqlite(self) -> bool:
-        return make_url(self.url).get_backend_name() == "sqlite"
+        parsed = parse_url(self.url)
+        return parsed is not None and parsed.get_backend_name() == "sqlite"
 
     @property
     def is_postgresql(self) -> bool:
-        return make_url(self.url).get_backend_name() == "postgresql"
+        parsed = parse_url(self.url)
+        return parsed is not None and parsed.get_backend_name() == "postgresql"
 
     @property
     def masked_url(self) -> str:
@@ -105,7 +108,9 @@ class DatabaseConfig:
 class AuthConfig:
     secret_file: str | None = _key(None, "Signing secret (created 0600 next to the database).", path=True)
     session_ttl_minutes: int = _key(1440, "Absolute session lifetime.", min=1)
-    idle_timeout_minutes: int = _key(480, "End sessions idle this long (0 = off).", min=0)
+    idle_timeout_minutes: float = _key(
+        480, "End sessions idle this long (0 = off; fractions allowed).", min=0
+    )
     max_sessions_per_user: int = _key(10, "Oldest session is revoked past this.", min=1)
     bcrypt_rounds: int = _key(12, "bcrypt cost factor.", min=4, max=16)
     password_min_length: int = _key(12, "Shortest accepted password.", min=1, max=72)
@@ -173,8 +178,8 @@ class Config:
     def secret_path(self) -> Path:
         if self.auth.secret_file:
             return Path(self.auth.secret_file)
-        url = make_url(self.database.url)
-        if self.database.is_sqlite and url.database and url.database != ":memory:":
+        url = parse_url(self.database.url)
+        if self.database.is_sqlite and url and url.database and url.database != ":memory:":
             return Path(url.database).parent / "synthorg_secret"
         return self.base_dir / "synthorg_secret"
 
@@ -189,6 +194,18 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def parse_url(url: str) -> URL | None:
+    """The parsed database URL, or None when it does not parse.
+
+    An unparseable URL is reported once by `load_config`; the checks that run after it (secret
+    file, processes) must still work so that every other problem is reported too.
+    """
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError):
+        return None
 
 
 def resolve_config_path(explicit: str | None, environ: Mapping[str, str] | None = None) -> Path:
@@ -261,7 +278,8 @@ def _read_yaml(path: Path | None, problems: list[str]) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problems.append(f"config file {path} is not valid YAML{where}")
+        problem = getattr(exc, "problem", None)
+        problems.append(f"config file {path} is not valid YAML{where}" + (f": {problem}" if problem else ""))
         return {}
     if data is None:
         return {}
@@ -341,14 +359,15 @@ def _coerce(dotted: str, hint: Any, rules: Mapping[str, Any], value: Any, from_e
         if not isinstance(value, bool):
             raise ValueError(f"{dotted}: expected true or false, got {value!r}")
         return value
-    if origin is int:
+    if origin is int or origin is float:
+        kinds, noun = (int, "a whole number") if origin is int else ((int, float), "a number")
         if from_env and isinstance(value, str):
             try:
-                value = int(value.strip())
+                value = int(value.strip()) if origin is int else float(value.strip())
             except ValueError:
-                raise ValueError(f"{dotted}: expected a whole number, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{dotted}: expected a whole number, got {value!r}")
+                raise ValueError(f"{dotted}: expected {noun}, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise ValueError(f"{dotted}: expected {noun}, got {value!r}")
         if "min" in rules and value < rules["min"]:
             raise ValueError(f"{dotted}: must be at least {rules['min']}, got {value}")
         if "max" in rules and value > rules["max"]:
@@ -388,10 +407,13 @@ def _normalise_base_url(base_url: str) -> str:
 
 def _resolve_sqlite_url(url: str, base_dir: Path, problems: list[str]) -> str:
     """Relative SQLite paths resolve against the config file's folder, like every other path."""
-    try:
-        parsed = make_url(url)
-    except Exception:
-        problems.append(f"database.url: not a valid database URL ({make_safe_url(url)})")
+    parsed = parse_url(url)
+    if parsed is None:
+        # The text itself is not shown: it may hold a password.
+        problems.append(
+            "database.url is not a valid database URL; write sqlite+aiosqlite:///PATH "
+            "or postgresql+psycopg://USER:PASSWORD@HOST/DATABASE"
+        )
         return url
     backend = parsed.get_backend_name()
     if backend == "sqlite":
@@ -410,10 +432,8 @@ def _resolve_sqlite_url(url: str, base_dir: Path, problems: list[str]) -> str:
 
 
 def make_safe_url(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparseable>"
+    parsed = parse_url(url)
+    return parsed.render_as_string(hide_password=True) if parsed else "<unparseable>"
 
 
 def _validate(config: Config, problems: list[str]) -> list[str]:
@@ -445,7 +465,7 @@ def _validate(config: Config, problems: list[str]) -> list[str]:
             f"server.host {server.host} is not loopback although trusted proxies are set: clients "
             "can bypass the proxy; bind 127.0.0.1 or firewall the port so only the proxy reaches it"
         )
-    if server.processes > 1 and not config.database.is_postgresql:
+    if server.processes > 1 and config.database.is_sqlite:
         problems.append(
             f"server.processes: {server.processes} needs PostgreSQL in database.url; SQLite serves "
             "one process, and separate processes need PostgreSQL to share revocations and events"
@@ -472,23 +492,59 @@ def _validate_tls(server: ServerConfig, problems: list[str]) -> None:
         return
     if not cert:
         return
-    missing_file = False
+    unusable = False
     for name, path in (("ssl_certfile", cert), ("ssl_keyfile", key), ("ssl_ca_certs", ca)):
-        if path and not os.access(path, os.R_OK):
-            state = "does not exist" if not os.path.exists(path) else "is not readable"
-            problems.append(f"server.{name}: {path} {state}")
-            missing_file = True
-    if missing_file:
+        if not path:
+            continue
+        if not os.path.exists(path):
+            state = "does not exist"
+        elif not os.path.isfile(path):
+            state = "is not a file"
+        elif not os.access(path, os.R_OK):
+            state = "is not readable"
+        else:
+            continue
+        problems.append(f"server.{name}: {path} {state}")
+        unusable = True
+    if not unusable:
+        _check_tls_files(cert, key, ca, problems)
+
+
+class _EncryptedKey(Exception):
+    """Raised from the passphrase callback: a server started by systemd has nobody to ask."""
+
+
+def _refuse_passphrase() -> str:
+    raise _EncryptedKey
+
+
+def _check_tls_files(cert: str, key: str, ca: str | None, problems: list[str]) -> None:
+    """Load the files one at a time into an `ssl.SSLContext`, so that each line names the file at fault."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_verify_locations(cafile=cert)
+    except OSError:  # ssl.SSLError included
+        problems.append(f"server.ssl_certfile: {cert} holds no PEM certificate")
         return
     try:
-        build_ssl_context(server)
+        context.load_cert_chain(cert, key, password=_refuse_passphrase)
+    except _EncryptedKey:
+        problems.append(
+            f"server.ssl_keyfile: {key} is encrypted and the server cannot ask for its passphrase; "
+            f"write it unencrypted (openssl pkey -in {key} -out NEW.key) and chmod 600 it"
+        )
     except ssl.SSLError as exc:
-        if "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc):
+        if exc.reason == "KEY_VALUES_MISMATCH":
             problems.append(f"server.ssl_keyfile {key} does not match server.ssl_certfile {cert}")
         else:
-            problems.append(f"server.ssl_certfile/ssl_keyfile cannot be loaded: {exc.reason or exc}")
+            problems.append(f"server.ssl_keyfile: {key} holds no usable PEM private key")
     except OSError as exc:
-        problems.append(f"TLS files cannot be loaded: {exc.strerror or exc}")
+        problems.append(f"server.ssl_keyfile: {key} cannot be read: {exc.strerror or exc}")
+    if ca:
+        try:
+            context.load_verify_locations(cafile=ca)
+        except OSError:
+            problems.append(f"server.ssl_ca_certs: {ca} holds no PEM CA certificate")
 
 
 def build_ssl_context(server: ServerConfig) -> ssl.SSLContext:

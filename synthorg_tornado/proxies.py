@@ -42,25 +42,63 @@ class TrustedProxies:
             return ClientAddress(peer_ip, peer_scheme, None)
         return ClientAddress(
             self._client_ip(peer_ip, headers),
-            _forwarded_scheme(headers) or peer_scheme,
+            self._forwarded_scheme(peer_ip, headers) or peer_scheme,
             peer_ip,
         )
 
     def _client_ip(self, peer_ip: str, headers: Mapping[str, str]) -> str:
-        chain = _forwarded_for_chain(headers)
+        chain = _all_values(headers, "X-Forwarded-For")
+        if not chain:
+            # An element without `for` stays in the chain as an empty entry: its writer vouched
+            # for no address, so the walk must stop there rather than reach the client's own.
+            chain = [element.get("for", "") for element in _forwarded_elements(headers)]
         if not chain:
             real_ip = _parse_ip(_single(headers, "X-Real-Ip") or "")
             return str(real_ip) if real_ip is not None else peer_ip
+        return self._walk(peer_ip, chain)[0]
+
+    def _walk(self, peer_ip: str, chain: list[str]) -> tuple[str, int]:
+        """The client in a forwarding chain, and the index of the entry the walk stopped at.
+
+        Walks from the right while entries are trusted proxies; the first untrusted entry is the
+        client. A malformed entry stops the walk at the nearest trusted hop: nothing beyond it can
+        be verified, and the garbage itself is never an address. Entries from the returned index
+        rightwards were written by trusted proxies; everything to its left may be the client's.
+        """
         nearest = peer_ip
-        for entry in reversed(chain):
-            ip = _parse_ip(entry)
+        for index in range(len(chain) - 1, -1, -1):
+            ip = _parse_ip(chain[index])
             if ip is None:
-                log.debug("malformed forwarded address %r; using the nearest trusted hop", entry)
-                return nearest
+                log.debug("malformed forwarded address %r; using the nearest trusted hop", chain[index])
+                return nearest, index
             if not any(ip in network for network in self.networks):
-                return str(ip)
+                return str(ip), index
             nearest = str(ip)
-        return nearest
+        return nearest, 0
+
+    def _forwarded_scheme(self, peer_ip: str, headers: Mapping[str, str]) -> str | None:
+        candidates = [
+            _single(headers, "X-Forwarded-Proto"),
+            _single(headers, "X-Scheme"),
+            self._forwarded_proto(peer_ip, headers),
+        ]
+        for candidate in candidates:
+            if candidate and candidate.lower() in SCHEMES:
+                return candidate.lower()
+        return None
+
+    def _forwarded_proto(self, peer_ip: str, headers: Mapping[str, str]) -> str | None:
+        """`proto` from an RFC 7239 element a trusted proxy wrote, nearest the client first.
+
+        The element that names the client was written by the proxy that accepted the client's
+        connection, so its `proto` is the client's scheme. Elements to its left came from the
+        client and are never believed, even when the trusted proxy's own element has no `proto`.
+        """
+        elements = _forwarded_elements(headers)
+        if not elements:
+            return None
+        _, start = self._walk(peer_ip, [element.get("for", "") for element in elements])
+        return next((element["proto"] for element in elements[start:] if "proto" in element), None)
 
 
 def _has_forwarding_headers(headers: Mapping[str, str]) -> bool:
@@ -77,23 +115,6 @@ def _all_values(headers: Mapping[str, str], name: str) -> list[str]:
 def _single(headers: Mapping[str, str], name: str) -> str | None:
     values = _all_values(headers, name)
     return values[-1] if values else None
-
-
-def _forwarded_for_chain(headers: Mapping[str, str]) -> list[str]:
-    chain = _all_values(headers, "X-Forwarded-For")
-    if chain:
-        return chain
-    return [element["for"] for element in _forwarded_elements(headers) if "for" in element]
-
-
-def _forwarded_scheme(headers: Mapping[str, str]) -> str | None:
-    candidates = [_single(headers, "X-Forwarded-Proto"), _single(headers, "X-Scheme")]
-    protos = [element["proto"] for element in _forwarded_elements(headers) if "proto" in element]
-    candidates.append(protos[-1] if protos else None)
-    for candidate in candidates:
-        if candidate and candidate.lower() in SCHEMES:
-            return candidate.lower()
-    return None
 
 
 def _forwarded_elements(headers: Mapping[str, str]) -> list[dict[str, str]]:

@@ -19,6 +19,7 @@ from tornado.web import Application
 
 from synthorg_tornado import __version__
 from synthorg_tornado.app import Services, build_services, make_app
+from synthorg_tornado.auth.sync import POLL_SECONDS
 from synthorg_tornado.config import Config, ConfigError, build_ssl_context, ensure_secret
 from synthorg_tornado.db import migrate
 from synthorg_tornado.db.engine import Database
@@ -30,10 +31,12 @@ ACTIVITY_FLUSH_SECONDS = 10
 
 
 class ForwardedHeadersDelegate(httputil.HTTPMessageDelegate):
-    """Applies `TrustedProxies` to one request and restores the connection's view afterwards.
+    """Applies `TrustedProxies` to one request.
 
-    The connection context is per TCP connection, so with keep-alive the next request through it
-    must start again from the real peer address.
+    The connection context is per TCP connection and outlives the request: the real peer is
+    remembered on it once, and every request on a keep-alive connection starts again from that
+    peer, never from what an earlier request's headers claimed. Nothing is restored at the end,
+    because the handler may still be running (and reading the context) after the body arrived.
     """
 
     def __init__(
@@ -45,10 +48,11 @@ class ForwardedHeadersDelegate(httputil.HTTPMessageDelegate):
         self.delegate = delegate
         self.context = connection.context  # type: ignore[attr-defined]
         self.proxies = proxies
-        self.saved = (self.context.remote_ip, self.context.protocol)
+        if not hasattr(self.context, "tcp_peer"):
+            self.context.tcp_peer = (self.context.remote_ip, self.context.protocol)
 
     def headers_received(self, start_line, headers):  # type: ignore[no-untyped-def]
-        peer_ip, peer_scheme = self.saved
+        peer_ip, peer_scheme = self.context.tcp_peer
         client = self.proxies.resolve(peer_ip, peer_scheme, headers)
         self.context.remote_ip = client.ip
         self.context.protocol = client.scheme
@@ -60,15 +64,9 @@ class ForwardedHeadersDelegate(httputil.HTTPMessageDelegate):
 
     def finish(self) -> None:
         self.delegate.finish()
-        self._restore()
 
     def on_connection_close(self) -> None:
         self.delegate.on_connection_close()
-        self._restore()
-
-    def _restore(self) -> None:
-        self.context.remote_ip, self.context.protocol = self.saved
-        self.context.proxy_peer = None
 
 
 class LabHTTPServer(HTTPServer):
@@ -126,6 +124,7 @@ class LabServer:
         self.add_periodic(self.services.sessions.cleanup, auth.cleanup_interval_seconds, "session cleanup")
         self.add_periodic(self.services.flush, ACTIVITY_FLUSH_SECONDS, "activity flush")
         self.add_periodic(self._prune_limiter, 60, "login limiter pruning")
+        self.add_periodic(self.services.changes.poll, POLL_SECONDS, "change feed")
         self.http_server.add_sockets(sockets)
         for callback in self.periodic:
             callback.start()
@@ -134,15 +133,23 @@ class LabServer:
         self.services.limiter.prune()
 
     def reload_certificate(self) -> None:
-        """SIGHUP: new handshakes use the new files; open connections keep theirs."""
+        """SIGHUP: new handshakes use the new files; open connections keep theirs.
+
+        A fresh context is built and swapped in only once it loaded completely: reloading into
+        the live context would leave it half-changed (new certificate, no key) if the files do
+        not match, and every later handshake would fail.
+        """
         if self.ssl_context is None:
             log.info("SIGHUP received; no TLS certificate to reload")
             return
         try:
-            self.ssl_context.load_cert_chain(self.config.server.ssl_certfile, self.config.server.ssl_keyfile)
-            log.info("TLS certificate reloaded from %s", self.config.server.ssl_certfile)
+            fresh = build_ssl_context(self.config.server)
         except (OSError, ssl.SSLError) as exc:
             log.error("TLS certificate reload failed, keeping the old one: %s", exc)
+            return
+        self.ssl_context = fresh
+        self.http_server.ssl_options = fresh
+        log.info("TLS certificate reloaded from %s", self.config.server.ssl_certfile)
 
     async def stop(self) -> None:
         grace = self.config.server.shutdown_grace_seconds
@@ -217,11 +224,11 @@ async def _serve(config: Config, secret: bytes, sockets: list[socket.socket]) ->
     loop.add_signal_handler(signal.SIGHUP, server.reload_certificate)
     await server.start(sockets)
     url = public_url(config, sockets)
-    log.info("synthorg-tornado %s listening on %s", __version__, url)
     setup_token = await services.login.offer_setup()
     if setup_token is not None:
         # The one-time link is the whole point of this line: it must be printed.
         log.warning("No user exists yet. Open %ssetup?token=%s", url, setup_token)
+    log.info("synthorg-tornado %s listening on %s", __version__, url)
     await stopping.wait()
     log.info("shutting down (grace %ss)", config.server.shutdown_grace_seconds)
     await server.stop()

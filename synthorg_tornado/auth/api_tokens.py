@@ -140,6 +140,14 @@ class ApiTokenService:
         self._by_hash[token_hash] = cached
         return cached
 
+    def forget_revoked(self, token_hash: str) -> bool:
+        """A token revoked elsewhere; True if this process had it cached as live."""
+        cached = self._by_hash.get(token_hash)
+        if cached is None or cached.revoked:
+            return False
+        cached.revoked = True
+        return True
+
     async def flush_usage(self) -> None:
         pending, self._pending_use = self._pending_use, {}
         if not pending:

@@ -113,6 +113,22 @@ class UserService:
         """Another process changed this user: reload on next use."""
         self._directory.pop(user_id, None)
 
+    async def changed_since(self, since: datetime) -> list[tuple[UserRecord | None, UserRecord]]:
+        """Users changed (elsewhere) since `since`: (what this process knew, what is stored)."""
+        async with self.database.session() as session:
+            rows = (await session.scalars(select(User).where(User.updated_at >= since))).all()
+        changes = []
+        for row in rows:
+            after = _record(row)
+            before = self._directory.get(row.id)
+            if before != after:
+                self._directory[row.id] = after
+                changes.append((before, after))
+        return changes
+
+    async def publish_change(self, before: UserRecord, after: UserRecord) -> None:
+        await self.bus.publish(USER_CHANGED, _change_event(UserChange(before, after, password_changed=False)))
+
     async def count(self) -> int:
         async with self.database.session() as session:
             return int(await session.scalar(select(func.count()).select_from(User)) or 0)
@@ -204,6 +220,7 @@ class UserService:
             before = _record(row)
             for name, value in values.items():
                 setattr(row, name, value)
+            row.updated_at = utcnow()
             await session.commit()
             after = _record(row)
         self._directory[user_id] = after
