@@ -25,7 +25,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 30.0
-LISTENING = re.compile(r"listening on (\S+)")
+LISTENING = re.compile(r"listening on (https?://[^\s\"]+)")
 
 
 def free_port() -> int:
@@ -308,7 +308,7 @@ def http_request(
         return Response(error.code, error.headers, error.read())
 
 
-SETUP_LINE = re.compile(r"Open (\S+)/setup\?token=(\S+)")
+SETUP_LINE = re.compile(r"Open (\S+)/setup\?token=([A-Za-z0-9_-]+)")
 
 
 def setup_token(server: ServerProcess) -> str:

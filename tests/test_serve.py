@@ -110,3 +110,27 @@ def test_serve_on_a_busy_port_fails_with_one_line(sqlite_url: str, tmp_path: Pat
         assert "Traceback" not in result.stderr
     finally:
         assert first.terminate() == 0
+
+
+def test_json_log_format_has_one_object_per_line_without_secrets(sqlite_url: str, tmp_path: Path) -> None:
+    import json
+
+    config = write_config(tmp_path, sqlite_url, logging={"format": "json"})
+    server = ServerProcess(config).start()
+    try:
+        reply = http_request(
+            server.url + "api/v1/health?token=hunter2-secret", headers={"X-Request-ID": "json-log-1"}
+        )
+        assert reply.status == 200
+        line = server.wait_for_log(r'.*"request_id": "json-log-1".*').group(0)
+    finally:
+        assert server.terminate() == 0
+    entry = json.loads(line)
+    assert entry["logger"] == "synthorg.access" and entry["status"] == 200
+    assert entry["client_ip"] == "127.0.0.1" and entry["scheme"] == "http" and entry["method"] == "GET"
+    assert entry["path"] == "/api/v1/health?token=***"
+    log = server.log()
+    assert "hunter2-secret" not in log
+    # Migrations ran in this process before serving, and the app's loggers still speak afterwards.
+    assert all(json.loads(text) for text in log.splitlines() if text.strip())
+    assert "Running upgrade" in log and "listening on" in log
