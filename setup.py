@@ -23,8 +23,10 @@ setup(
             "pytest-tornado>=0.8",
             "setuptools<81",
             "ruff>=0.5",
+            # Drives Debian's /usr/bin/chromium; the browser builds it can download are never used.
+            "playwright>=1.40",
         ],
-        "bench": ["jupyter_server>=2"],
+        "bench": ["jupyter_server>=2", "websockets>=12"],
     },
     entry_points={"console_scripts": ["synthorg-tornado=synthorg_tornado.cli:main"]},
 )
