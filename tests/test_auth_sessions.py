@@ -299,3 +299,15 @@ def test_restart_keeps_revoked_sessions_revoked_and_valid_ones_valid(lab: Lab) -
         client.port = server.port
     assert alive.get("/api/v1/me").status == 200
     assert dead.get("/api/v1/me").code == 1002
+
+
+def test_logging_in_again_ends_the_session_the_browser_held(lab: Lab) -> None:
+    user = lab.create_user()
+    browser, first = lab.login_cookie(user["username"])
+    old_token = first.json()["token"]
+    again = browser.post(
+        "/api/v1/auth/login", {"username": user["username"], "password": USER_PASSWORD}, xsrf=True
+    )
+    assert again.status == 200
+    assert lab.client(token=old_token).get("/api/v1/me").code == 1002
+    assert browser.get("/api/v1/me").json()["session_id"] == again.json()["session"]["session_id"]

@@ -153,11 +153,11 @@ class ApiTokenService:
         if not pending:
             return
         async with self.database.session() as session:
-            await session.execute(
-                update(ApiToken)
-                .where(ApiToken.id == bindparam("tid"))
-                .values(last_used_at=bindparam("at"))
-                .execution_options(synchronize_session=False),
+            # Core executemany: one statement for the whole batch.
+            await (await session.connection()).execute(
+                update(ApiToken.__table__)
+                .where(ApiToken.__table__.c.id == bindparam("tid"))
+                .values(last_used_at=bindparam("at")),
                 [{"tid": tid, "at": at} for tid, at in pending.items()],
             )
             await session.commit()

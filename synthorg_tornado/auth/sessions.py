@@ -321,11 +321,10 @@ class SessionService:
             return
         try:
             async with self.database.session() as session:
-                await session.execute(
-                    update(SessionRow)
-                    .where(SessionRow.id == bindparam("sid"))
-                    .values(last_active_at=bindparam("at"))
-                    .execution_options(synchronize_session=False),
+                await (await session.connection()).execute(
+                    update(SessionRow.__table__)
+                    .where(SessionRow.__table__.c.id == bindparam("sid"))
+                    .values(last_active_at=bindparam("at")),
                     [{"sid": sid, "at": at} for sid, at in pending.items()],
                 )
                 await session.commit()

@@ -18,6 +18,7 @@ class LoginHandler(ApiHandler):
         result = await self.services.login.login(
             body.get("username"), body.get("password"), self.request.remote_ip or "", self.user_agent
         )
+        await self.end_replaced_session()
         self.set_session_cookie(result.token, result.session.expires_at)
         self.write_json(result.body())
 

@@ -152,6 +152,12 @@ class BaseHandler(LabHandlerMixin, web.RequestHandler):
         )
         self.xsrf_token  # noqa: B018 - sets the _xsrf cookie for the client's next write
 
+    async def end_replaced_session(self) -> None:
+        """After a (re-)login, the session the client held before is ended, never kept alongside."""
+        previous = self._identity
+        if previous is not None and previous.session_id is not None:
+            await self.services.sessions.revoke(previous.session_id, "reauthenticated", self.actor)
+
     def clear_session_cookie(self) -> None:
         self.clear_cookie(self.config.auth.cookie_name, path=self.config.server.base_url)
 

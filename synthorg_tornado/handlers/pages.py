@@ -53,6 +53,7 @@ class LoginPage(PageHandler):
                 self.set_header("Retry-After", str(error.retry_after))
             self._render(error=login_error_message(error))
             return
+        await self.end_replaced_session()
         self.set_session_cookie(result.token, result.session.expires_at)
         self.redirect(safe_next(self.get_body_argument("next", None), self.config.server.base_url))
 
