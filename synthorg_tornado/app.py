@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -22,14 +24,16 @@ from synthorg_tornado.auth.users import UserService
 from synthorg_tornado.clock import utcnow
 from synthorg_tornado.config import Config
 from synthorg_tornado.db.engine import Database
-from synthorg_tornado.handlers import audit, auth, base, health, me, metrics, pages, tokens, users
+from synthorg_tornado.handlers import audit, auth, base, health, me, metrics, pages, settings, tokens, users
 from synthorg_tornado.metrics import Metrics
 from synthorg_tornado.realtime.bus import LocalBus
+from synthorg_tornado.settings.registry import SettingsRegistry
+from synthorg_tornado.settings.service import SettingsService
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = ROOT / "static"
 
-HANDLER_MODULES = (health, auth, me, users, tokens, audit, metrics, pages)
+HANDLER_MODULES = (health, auth, me, users, tokens, settings, audit, metrics, pages)
 
 
 @dataclass
@@ -49,43 +53,57 @@ class Services:
     limiter: LoginLimiter
     login: LoginService
     metrics: Metrics
+    settings: SettingsService
     changes: ChangeFeed
     started_at: float = field(default_factory=time.monotonic)
 
     async def start(self) -> None:
         self.changes.watermark = utcnow()
+        await self.settings.load()
         await self.sessions.load_revoked()
 
     async def flush(self) -> None:
         """Debounced writes that must not be lost at shutdown."""
         await self.sessions.flush_activity()
         await self.api_tokens.flush_usage()
+        await self.audit.flush()
 
     async def close(self) -> None:
+        await self.audit.close()
         self.hasher.close()
         await self.database.dispose()
 
 
-def build_services(config: Config, secret: bytes) -> Services:
+def build_services(config: Config, secret: bytes, environ: Mapping[str, str] | None = None) -> Services:
     auth_config = config.auth
     database = Database(config.database)
     bus = LocalBus()
     hasher = PasswordHasher(auth_config.bcrypt_rounds, auth_config.password_min_length)
     audit_log = AuditLog(database)
+    settings_service = SettingsService(
+        database,
+        SettingsRegistry(),
+        config,
+        os.environ if environ is None else environ,
+        audit_log,
+        bus,
+        derive_key(secret, "etag"),
+    )
     user_service = UserService(database, hasher, audit_log, bus)
+    # Runtime-editable settings are read at each use, so a change applies without a restart.
     policy = SessionPolicy(
-        ttl=lambda: timedelta(minutes=auth_config.session_ttl_minutes),
+        ttl=lambda: timedelta(minutes=settings_service.value("auth", "session_ttl_minutes")),
         idle_timeout=lambda: (
             timedelta(minutes=auth_config.idle_timeout_minutes) if auth_config.idle_timeout_minutes else None
         ),
-        max_per_user=lambda: auth_config.max_sessions_per_user,
+        max_per_user=lambda: settings_service.value("auth", "max_sessions_per_user"),
     )
     sessions = SessionService(
         database, SessionTokens(derive_key(secret, "session-jwt")), user_service, audit_log, bus, policy
     )
     api_tokens = ApiTokenService(database, user_service, audit_log, bus, auth_config.api_token_max_days)
     limiter = LoginLimiter(
-        per_minute=lambda: auth_config.login_rate_limit_per_minute,
+        per_minute=lambda: settings_service.value("auth", "login_rate_limit_per_minute"),
         lockout_threshold=lambda: auth_config.lockout_threshold,
         lockout_seconds=lambda: auth_config.lockout_minutes * 60.0,
     )
@@ -109,7 +127,8 @@ def build_services(config: Config, secret: bytes) -> Services:
         limiter=limiter,
         login=login,
         metrics=metrics_registry,
-        changes=ChangeFeed(database, user_service, sessions, api_tokens, bus),
+        settings=settings_service,
+        changes=ChangeFeed(database, user_service, sessions, api_tokens, settings_service, bus),
     )
 
 

@@ -202,6 +202,13 @@ def cmd_db_current(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(config: Config, args: argparse.Namespace) -> int:
+    import os
+
+    from synthorg_tornado.settings.registry import SettingsRegistry
+
+    _, problems = SettingsRegistry().lower_sources(config, os.environ)
+    if problems:
+        raise ConfigError(problems)
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"config OK: {config.path}")

@@ -34,6 +34,10 @@ class Reply:
         return f"<Reply {self.status} {self.body[:200]!r}>"
 
 
+def response_closed(response: http.client.HTTPResponse | None) -> bool:
+    return response is None or response.will_close
+
+
 class Client:
     """One browser-or-script identity. `token` sends Authorization; cookies are kept like a browser."""
 
@@ -45,6 +49,7 @@ class Client:
         headers: dict[str, str] | None = None,
         source_address: str | None = None,
         context: Any = None,
+        keep_alive: bool = False,
     ) -> None:
         parts = urlsplit(base_url)
         self.scheme, self.host, self.port = parts.scheme, parts.hostname or "127.0.0.1", parts.port
@@ -54,6 +59,8 @@ class Client:
         self.cookies: dict[str, str] = {}
         self.source_address = source_address
         self.context = context
+        self.keep_alive = keep_alive
+        self._connection: http.client.HTTPConnection | None = None
 
     def request(
         self,
@@ -89,9 +96,27 @@ class Client:
             response = connection.getresponse()
             reply = Reply(response.status, response.headers, response.read())
         finally:
-            connection.close()
+            if self.keep_alive and not response_closed(locals().get("response")):
+                self._connection = connection
+            else:
+                connection.close()
+                self._connection = None
         self._keep_cookies(reply)
         return reply
+
+    def _connect(self) -> http.client.HTTPConnection:
+        connection_class = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+        kwargs: dict[str, Any] = {"timeout": 15}
+        if self.source_address:
+            kwargs["source_address"] = (self.source_address, 0)
+        if self.scheme == "https":
+            kwargs["context"] = self.context
+        return connection_class(self.host, self.port, **kwargs)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     def _keep_cookies(self, reply: Reply) -> None:
         for header in reply.headers.get_all("Set-Cookie") or []:

@@ -78,8 +78,8 @@ def http_server(request: pytest.FixtureRequest, io_loop, _unused_port, app: web.
     io_loop.run_sync(server.close_all_connections, timeout=10)
 
 
-def start_lab(directory: Path, database_url: str, **sections: dict) -> Lab:
-    server = ServerProcess(write_config(directory, database_url, **sections)).start()
+def start_lab(directory: Path, database_url: str, env: dict[str, str] | None = None, **sections: dict) -> Lab:
+    server = ServerProcess(write_config(directory, database_url, **sections), env=env).start()
     try:
         return Lab(server)
     except BaseException:
@@ -93,8 +93,10 @@ def lab(
 ) -> Iterator[Lab]:
     """A real server per module and backend, with its admin created through setup.
 
-    A module sets `LAB_CONFIG = {"auth": {...}}` to change its server's configuration."""
+    A module sets `LAB_CONFIG = {"auth": {...}}` to change its server's configuration, and
+    `LAB_ENV = {...}` to add environment variables."""
     sections = getattr(request.module, "LAB_CONFIG", {})
-    lab = start_lab(tmp_path_factory.mktemp("lab"), database_url, **sections)
+    env = getattr(request.module, "LAB_ENV", None)
+    lab = start_lab(tmp_path_factory.mktemp("lab"), database_url, env=env, **sections)
     yield lab
     assert lab.server.terminate() == 0

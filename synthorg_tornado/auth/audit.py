@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, insert, or_, select
 
 from synthorg_tornado.clock import isoformat, utcnow
 from synthorg_tornado.db.engine import Database
@@ -19,6 +20,9 @@ from synthorg_tornado.errors import InvalidValue
 log = logging.getLogger("synthorg.audit")
 
 MAX_PAGE = 500
+FLUSH_DELAY_SECONDS = 0.2
+# Entries kept for another try when the database is away; beyond this the oldest are dropped.
+MAX_RETAINED = 10_000
 
 
 @dataclass(frozen=True)
@@ -34,8 +38,17 @@ SYSTEM = Actor(None, "system")
 
 
 class AuditLog:
+    """Entries are buffered and written in batches, a moment after they are recorded.
+
+    A login storm or a burst of conflicting writes would otherwise cost one transaction per
+    attempt. Reading the log flushes first, and so does shutdown, so nothing recorded is missing
+    from a query or lost on a clean stop.
+    """
+
     def __init__(self, database: Database) -> None:
         self.database = database
+        self._pending: list[dict[str, Any]] = []
+        self._flush_task: asyncio.Task | None = None
 
     async def record(
         self,
@@ -46,23 +59,43 @@ class AuditLog:
         outcome: str = "success",
         detail: dict[str, Any] | None = None,
     ) -> None:
-        """Append one entry. A failure to audit is logged loudly but does not undo the action."""
-        entry = AuditEntry(
-            at=utcnow(),
-            actor_id=actor.user_id,
-            actor=actor.name[:64],
-            action=action,
-            target=target[:256],
-            ip_address=actor.ip_address,
-            outcome=outcome,
-            detail=detail or None,
+        """Queue one entry. A failure to audit is logged loudly but does not undo the action."""
+        self._pending.append(
+            {
+                "at": utcnow(),
+                "actor_id": actor.user_id,
+                "actor": actor.name[:64],
+                "action": action,
+                "target": target[:256],
+                "ip_address": actor.ip_address,
+                "outcome": outcome,
+                "detail": detail or None,
+            }
         )
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(FLUSH_DELAY_SECONDS)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write every queued entry in one statement."""
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
         try:
             async with self.database.session() as session:
-                session.add(entry)
+                await (await session.connection()).execute(insert(AuditEntry.__table__), batch)
                 await session.commit()
         except Exception:
-            log.exception("could not write audit entry %s by %s", action, actor.name)
+            log.exception("could not write %d audit entries", len(batch))
+            self._pending[:0] = batch[-MAX_RETAINED:]
+
+    async def close(self) -> None:
+        if self._flush_task is not None and not self._flush_task.done():
+            self._flush_task.cancel()
+        await self.flush()
 
     async def query(
         self,
@@ -77,6 +110,7 @@ class AuditLog:
         """Newest first, keyset-paged on (at, id) so pages stay stable while entries arrive."""
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidValue(f"limit must be between 1 and {MAX_PAGE}.")
+        await self.flush()
         statement = select(AuditEntry)
         if actor:
             statement = statement.where(AuditEntry.actor == actor)

@@ -1,5 +1,8 @@
 """Noticing changes made outside this process: the command line, or other server processes.
 
+(Sessions, API tokens, users and settings; the feed lives with auth because sessions are its
+most urgent cargo.)
+
 Every second a background job asks the database what was revoked or changed since it last looked
 and applies it to this process's caches, then publishes the same bus events a local change would.
 The hot path still never waits on the database; the price is that a change made elsewhere is
@@ -21,6 +24,7 @@ from synthorg_tornado.db.engine import Database
 from synthorg_tornado.db.models import ApiToken
 from synthorg_tornado.db.models import Session as SessionRow
 from synthorg_tornado.realtime.bus import API_TOKEN_REVOKED, SESSION_REVOKED, LocalBus
+from synthorg_tornado.settings.service import SettingsService
 
 log = logging.getLogger("synthorg.sync")
 
@@ -37,12 +41,14 @@ class ChangeFeed:
         users: UserService,
         sessions: SessionService,
         api_tokens: ApiTokenService,
+        settings: SettingsService,
         bus: LocalBus,
     ) -> None:
         self.database = database
         self.users = users
         self.sessions = sessions
         self.api_tokens = api_tokens
+        self.settings = settings
         self.bus = bus
         self.watermark: datetime = utcnow()
 
@@ -80,4 +86,6 @@ class ChangeFeed:
         for before, after in await self.users.changed_since(since):
             if before is not None:
                 await self.users.publish_change(before, after)
+        for entry in await self.settings.refresh_changed(since):
+            await self.settings.publish(entry)
         self.watermark = started
