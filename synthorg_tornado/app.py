@@ -19,21 +19,35 @@ from synthorg_tornado.auth.passwords import PasswordHasher
 from synthorg_tornado.auth.ratelimit import LoginLimiter
 from synthorg_tornado.auth.sessions import SessionPolicy, SessionService
 from synthorg_tornado.auth.sync import ChangeFeed
+from synthorg_tornado.auth.tickets import TicketService
 from synthorg_tornado.auth.tokens import SessionTokens, derive_key
 from synthorg_tornado.auth.users import UserService
 from synthorg_tornado.clock import utcnow
 from synthorg_tornado.config import Config
 from synthorg_tornado.db.engine import Database
-from synthorg_tornado.handlers import audit, auth, base, health, me, metrics, pages, settings, tokens, users
+from synthorg_tornado.handlers import (
+    audit,
+    auth,
+    base,
+    health,
+    me,
+    metrics,
+    pages,
+    realtime,
+    settings,
+    tokens,
+    users,
+)
 from synthorg_tornado.metrics import Metrics
 from synthorg_tornado.realtime.bus import LocalBus
+from synthorg_tornado.realtime.hub import Hub
 from synthorg_tornado.settings.registry import SettingsRegistry
 from synthorg_tornado.settings.service import SettingsService
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = ROOT / "static"
 
-HANDLER_MODULES = (health, auth, me, users, tokens, settings, audit, metrics, pages)
+HANDLER_MODULES = (health, auth, me, users, tokens, settings, realtime, audit, metrics, pages)
 
 
 @dataclass
@@ -54,6 +68,8 @@ class Services:
     login: LoginService
     metrics: Metrics
     settings: SettingsService
+    tickets: TicketService
+    hub: Hub
     changes: ChangeFeed
     started_at: float = field(default_factory=time.monotonic)
 
@@ -128,6 +144,13 @@ def build_services(config: Config, secret: bytes, environ: Mapping[str, str] | N
         login=login,
         metrics=metrics_registry,
         settings=settings_service,
+        tickets=TicketService(database, sessions, api_tokens, config.websocket.ticket_ttl_seconds),
+        hub=Hub(
+            bus,
+            max_subscriptions=lambda: settings_service.value("websocket", "max_subscriptions"),
+            max_connections_per_user=config.websocket.max_connections_per_user,
+            queue_limit=config.websocket.outbound_queue_limit,
+        ),
         changes=ChangeFeed(database, user_service, sessions, api_tokens, settings_service, bus),
     )
 
@@ -152,6 +175,8 @@ def make_app(config: Config, services: Services) -> web.Application:
         login_url=prefix + "login",
         websocket_ping_interval=config.websocket.ping_interval or None,
         websocket_ping_timeout=config.websocket.ping_timeout,
-        websocket_max_message_size=config.websocket.max_message_bytes,
+        # A hard cap only: the protocol limit (max_message_bytes) is answered with an error
+        # message by the hub, which keeps the socket open.
+        websocket_max_message_size=max(64 * 1024, 16 * config.websocket.max_message_bytes),
         compress_response=False,
     )

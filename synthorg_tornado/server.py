@@ -154,6 +154,7 @@ class LabServer:
     async def stop(self) -> None:
         grace = self.config.server.shutdown_grace_seconds
         self.http_server.stop()
+        self.services.hub.close_all()
         for callback in self.periodic:
             callback.stop()
         for hook in self.shutdown_hooks:

@@ -129,6 +129,19 @@ class ApiTokenService:
             self._pending_use[cached.id] = now
         return user, cached
 
+    async def authenticate_id(self, token_id: int) -> UserRecord:
+        """The owner of a live token, by id (a redeemed ticket); the database is asked."""
+        async with self.database.session() as session:
+            row = await session.get(ApiToken, token_id)
+        if row is None or row.revoked_at is not None:
+            raise NotAuthenticated("The API token is revoked or invalid.")
+        if row.expires_at is not None and row.expires_at <= utcnow():
+            raise NotAuthenticated("The API token has expired.")
+        user = await self.users.cached(row.user_id)
+        if user is None or user.disabled:
+            raise NotAuthenticated("The API token's account is disabled.")
+        return user
+
     async def _load(self, token_hash: str) -> CachedToken:
         async with self.database.session() as session:
             row = await session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash))

@@ -120,11 +120,16 @@ class SessionCache:
     def active_count(self, now: datetime) -> int:
         return sum(1 for s in self.sessions.values() if not s.revoked and s.expires_at > now)
 
-    def evict_expired(self, now: datetime) -> None:
+    def evict_expired(self, now: datetime) -> list[tuple[str, int]]:
+        """Forget expired sessions; returns those that were still live (to end their sockets)."""
+        ended = []
         for session_id, session in list(self.sessions.items()):
             if session.expires_at <= now:
                 del self.sessions[session_id]
                 self.revoked.discard(session_id)
+                if not session.revoked:
+                    ended.append((session_id, session.user_id))
+        return ended
 
 
 class SessionService:
@@ -177,7 +182,13 @@ class SessionService:
     async def authenticate(self, token: str) -> tuple[UserRecord, CachedSession]:
         """The hot path: signature, cache, lifetimes. No database unless the session is new here."""
         claims = self.tokens.read(token)
-        session_id = claims.session_id
+        user, cached = await self.authenticate_session_id(claims.session_id)
+        if cached.user_id != claims.user_id:
+            raise NotAuthenticated("The token is invalid.")
+        return user, cached
+
+    async def authenticate_session_id(self, session_id: str) -> tuple[UserRecord, CachedSession]:
+        """A session id already vouched for (a signed token, a redeemed ticket)."""
         if session_id in self.cache.revoked:
             raise SessionRevoked()
         cached = self.cache.get(session_id)
@@ -185,8 +196,6 @@ class SessionService:
             cached = await self._load(session_id)
         if cached.revoked:
             raise SessionRevoked()
-        if cached.user_id != claims.user_id:
-            raise NotAuthenticated("The token is invalid.")
         now = utcnow()
         if cached.expires_at <= now:
             raise SessionExpired()
@@ -344,4 +353,7 @@ class SessionService:
                 delete(WsTicket).where((WsTicket.expires_at <= now) | WsTicket.used_at.is_not(None))
             )
             await session.commit()
-        self.cache.evict_expired(now)
+        for session_id, user_id in self.cache.evict_expired(now):
+            await self.bus.publish(
+                SESSION_REVOKED, {"session_id": session_id, "user_id": str(user_id), "reason": "expired"}
+            )

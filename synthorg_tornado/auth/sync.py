@@ -28,7 +28,7 @@ from synthorg_tornado.settings.service import SettingsService
 
 log = logging.getLogger("synthorg.sync")
 
-POLL_SECONDS = 1.0
+POLL_SECONDS = 0.5
 # Re-read a little of the past each time: clocks of separate processes are not perfectly equal,
 # and a transaction may commit a moment after the time it stamped.
 OVERLAP = timedelta(seconds=5)

@@ -168,8 +168,36 @@ class BaseHandler(LabHandlerMixin, web.RequestHandler):
         super().log_exception(typ, value, tb)
 
 
+class ProblemResponseMixin:
+    """Errors as RFC 9457 problem JSON: for the API, and for WebSocket handshakes."""
+
+    request: httputil.HTTPServerRequest
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs["exc_info"][1] if "exc_info" in kwargs else None
+        if error is None:
+            error = web.HTTPError(status_code)
+        body = problem_for(error, self.request_id, status_code)
+        self.set_status(body["status"])
+        self.set_header("Content-Type", PROBLEM_CONTENT_TYPE)
+        self.set_header("Cache-Control", "no-store")
+        if body["retry_after"] is not None:
+            self.set_header("Retry-After", str(body["retry_after"]))
+        if body["status"] == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
+        self.finish(json.dumps(body, separators=(",", ":")))
+
+    @classmethod
+    def allowed_methods(cls) -> list[str]:
+        return [
+            method.upper()
+            for method in ("get", "head", "post", "put", "patch", "delete", "options")
+            if getattr(cls, method) is not getattr(web.RequestHandler, method)
+        ]
+
+
 @web.stream_request_body
-class ApiHandler(BaseHandler):
+class ApiHandler(ProblemResponseMixin, BaseHandler):
     """JSON in, JSON out, problem+json for every error.
 
     The body is streamed so that an oversized one is refused with 413 from its Content-Length,
@@ -233,28 +261,6 @@ class ApiHandler(BaseHandler):
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
         self.finish(json.dumps(data, separators=(",", ":")))
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        error = kwargs["exc_info"][1] if "exc_info" in kwargs else None
-        if error is None:
-            error = web.HTTPError(status_code)
-        body = problem_for(error, self.request_id, status_code)
-        self.set_status(body["status"])
-        self.set_header("Content-Type", PROBLEM_CONTENT_TYPE)
-        self.set_header("Cache-Control", "no-store")
-        if body["retry_after"] is not None:
-            self.set_header("Retry-After", str(body["retry_after"]))
-        if body["status"] == 405:
-            self.set_header("Allow", ", ".join(self.allowed_methods()))
-        self.finish(json.dumps(body, separators=(",", ":")))
-
-    @classmethod
-    def allowed_methods(cls) -> list[str]:
-        return [
-            method.upper()
-            for method in ("get", "head", "post", "put", "patch", "delete", "options")
-            if getattr(cls, method) is not getattr(web.RequestHandler, method)
-        ]
 
 
 class PageHandler(BaseHandler):

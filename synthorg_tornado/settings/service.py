@@ -140,7 +140,9 @@ class SettingsService:
         # A plain Core read: this runs on every conditional write, including the refused ones.
         async with self.database.engine.connect() as connection:
             stored = (
-                await connection.execute(select(table).where(table.c.namespace == namespace, table.c.key == key))
+                await connection.execute(
+                    select(table).where(table.c.namespace == namespace, table.c.key == key)
+                )
             ).first()
         return self._remember(definition, _row(stored))
 

@@ -1,0 +1,114 @@
+"""The WebSocket endpoint, its tickets, publishing events, and presence."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from tornado import websocket
+
+from synthorg_tornado.errors import InvalidValue, LabError, NotAuthenticated, PermissionDenied
+from synthorg_tornado.handlers.base import ApiHandler, BaseHandler, ProblemResponseMixin
+from synthorg_tornado.handlers.decorators import allow_anonymous, authenticated
+from synthorg_tornado.realtime import channels
+from synthorg_tornado.realtime.hub import Connection
+
+EVENT_TYPE_MAX = 64
+
+
+class WebSocketTicketHandler(ApiHandler):
+    @authenticated
+    async def post(self) -> None:
+        self.write_json(await self.services.tickets.issue(self.identity), status=201)
+
+
+class EventsHandler(ApiHandler):
+    @authenticated
+    async def post(self) -> None:
+        body = self.json_object()
+        channel, event_type, payload = body.get("channel"), body.get("event_type"), body.get("payload", {})
+        if not isinstance(channel, str) or not channels.is_known(channel):
+            raise InvalidValue("channel must be one of system, settings, presence, lab, budget or user:<id>.")
+        if not channels.can_publish(self.identity.user.role, channel):
+            raise PermissionDenied(f"Your role cannot publish to {channel}.")
+        if not isinstance(event_type, str) or not 0 < len(event_type) <= EVENT_TYPE_MAX:
+            raise InvalidValue(f"event_type must be a string of 1-{EVENT_TYPE_MAX} characters.")
+        delivered = self.services.hub.publish(channel, event_type, payload)
+        self.write_json({"channel": channel, "event_type": event_type, "delivered": delivered}, status=202)
+
+
+class PresenceHandler(ApiHandler):
+    @authenticated
+    async def get(self) -> None:
+        self.write_json(self.services.hub.online())
+
+
+class RealtimeSocket(ProblemResponseMixin, websocket.WebSocketHandler, BaseHandler):
+    """`/api/v1/ws`: authenticated before the upgrade, then the JSON protocol of the hub.
+
+    Credentials: `?ticket=` (single use), an Authorization header, or the session cookie. Only a
+    cookie is sent by the browser on its own, so only a cookie connection must come from an
+    allowed Origin: that is what stops another site's page from opening a socket as the user.
+    """
+
+    connection: Connection | None = None
+
+    async def prepare(self) -> None:
+        ticket = self.get_query_argument("ticket", None)
+        if ticket is not None:
+            try:
+                self._identity = await self.services.tickets.redeem(ticket)
+            except LabError as error:
+                self._auth_error = error
+        else:
+            await self.identify()
+        if self._identity is None:
+            raise self._auth_error or NotAuthenticated("A WebSocket needs a ticket, a token or a session.")
+
+    def check_origin(self, origin: str) -> bool:
+        if self._identity is None or self._identity.source != "cookie":
+            return True
+        allowed = self.config.server.allowed_origins
+        if origin.rstrip("/") in {o.rstrip("/") for o in allowed}:
+            return True
+        parts = urlsplit(origin)
+        return parts.netloc.lower() == self.request.host.lower() and parts.scheme in ("http", "https")
+
+    @allow_anonymous  # authentication happens in prepare(), before the upgrade
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        await super().get(*args, **kwargs)
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        identity = self.identity
+        self.connection = self.services.hub.connect(
+            self, identity.user, identity.session_id, identity.api_token_id
+        )
+        if self.connection is not None:
+            self.services.metrics.open_websockets.inc()
+
+    def on_message(self, message: str | bytes) -> None:
+        if self.connection is None:
+            return
+        text = message.decode(errors="replace") if isinstance(message, bytes) else message
+        self.services.hub.handle(self.connection, text, self.config.websocket.max_message_bytes)
+
+    def on_close(self) -> None:
+        if self.connection is not None:
+            self.services.hub.disconnect(self.connection)
+            self.services.metrics.open_websockets.dec()
+            self.connection = None
+
+    # Transport, as the hub sees it.
+    def write_text(self, text: str):  # type: ignore[no-untyped-def]
+        return self.write_message(text)
+
+    def close_with(self, code: int, reason: str) -> None:
+        self.close(code, reason)
+
+
+default_handlers = [
+    (r"api/v1/auth/ws-ticket", WebSocketTicketHandler),
+    (r"api/v1/events", EventsHandler),
+    (r"api/v1/presence", PresenceHandler),
+    (r"api/v1/ws", RealtimeSocket),
+]
