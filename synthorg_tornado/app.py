@@ -162,6 +162,8 @@ def make_app(config: Config, services: Services) -> web.Application:
         routes.extend((prefix + pattern, *rest) for pattern, *rest in module.default_handlers)
     routes.append((prefix + r"static/(.*)", base.StaticHandler, {"path": str(STATIC_DIR)}))
     routes.append((prefix + r"api(?:/.*)?", base.ApiNotFoundHandler))
+    if prefix != "/":
+        routes.append((prefix.rstrip("/"), pages.BaseUrlRedirect))
     return web.Application(
         routes,
         config=config,

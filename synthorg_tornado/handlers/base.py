@@ -12,7 +12,7 @@ import re
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from tornado import escape, httputil, web
 
@@ -25,6 +25,7 @@ from synthorg_tornado.errors import (
     LabError,
     NotAuthenticated,
     PayloadTooLarge,
+    PermissionDenied,
     RouteNotFound,
     problem_for,
 )
@@ -92,6 +93,37 @@ class LabHandlerMixin:
     def log_identity(self) -> str:
         """Who made the request, for the access log; never triggers authentication itself."""
         return "-"
+
+    def check_host(self) -> None:
+        """DNS-rebinding protection, as Jupyter Server's `check_host`.
+
+        A server bound to loopback answers only to the names it is known by: a page on some
+        other site whose name was re-pointed at 127.0.0.1 carries that name in Host and is
+        refused. Requests through a trusted proxy are exempt: its `server_name` decides.
+        """
+        server = self.config.server
+        if not server.is_loopback or self.via_proxy is not None:
+            return
+        if host_name(self.request.host) not in allowed_host_names(self.config):
+            raise PermissionDenied(
+                f"Host {self.request.host!r} is not allowed; add it to server.allowed_hosts."
+            )
+
+
+def host_name(host: str) -> str:
+    """The Host header without its port: `[::1]:8888` -> `::1`, `Lab.Example:80` -> `lab.example`."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def allowed_host_names(config: Config) -> frozenset[str]:
+    server = config.server
+    names = {"localhost", "127.0.0.1", "::1", server.host.lower()}
+    names.update(name.lower() for name in server.allowed_hosts)
+    names.update(host_name(urlsplit(origin).netloc) for origin in server.allowed_origins)
+    return frozenset(names)
 
 
 class BaseHandler(LabHandlerMixin, web.RequestHandler):
@@ -208,6 +240,7 @@ class ApiHandler(ProblemResponseMixin, BaseHandler):
     _body_size: int
 
     async def prepare(self) -> None:
+        self.check_host()
         self._body_chunks, self._body_size = [], 0
         limit = self.config.server.max_body_size
         declared = self.request.headers.get("Content-Length")
@@ -272,6 +305,7 @@ class PageHandler(BaseHandler):
     """
 
     async def prepare(self) -> None:
+        self.check_host()
         self.xsrf_token  # noqa: B018 - every page sets the _xsrf cookie
         if self.request.method == "GET" and self.get_query_argument("token", None) is not None:
             await self._exchange_query_token(self.get_query_argument("token"))
@@ -340,7 +374,13 @@ class PageNotFoundHandler(PageHandler):
 
 
 class StaticHandler(LabHandlerMixin, web.StaticFileHandler):
-    """Static files with the same security headers as everything else."""
+    """Static files with the same security headers and Host check as everything else."""
+
+    def prepare(self) -> None:
+        try:
+            self.check_host()
+        except PermissionDenied:
+            raise web.HTTPError(403) from None
 
 
 def log_request(handler: web.RequestHandler) -> None:

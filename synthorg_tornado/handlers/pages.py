@@ -69,6 +69,7 @@ class LoginPage(PageHandler):
 class SetupPage(PageHandler):
     async def prepare(self) -> None:
         # The setup token also travels as ?token=, but it is not an API token to exchange.
+        self.check_host()
         self.xsrf_token  # noqa: B018
         await self.identify()
 
@@ -113,6 +114,14 @@ class LogoutPage(PageHandler):
         self.clear_session_cookie()
         self.set_header("Clear-Site-Data", '"cookies"')
         self.redirect(self.config.server.base_url + "login")
+
+
+class BaseUrlRedirect(PageHandler):
+    """`/lab` -> `/lab/`, so a base_url typed without its slash still lands on the home page."""
+
+    @allow_anonymous
+    def get(self) -> None:
+        self.redirect(self.config.server.base_url, permanent=True)
 
 
 default_handlers = [

@@ -54,6 +54,7 @@ class RealtimeSocket(ProblemResponseMixin, websocket.WebSocketHandler, BaseHandl
     connection: Connection | None = None
 
     async def prepare(self) -> None:
+        self.check_host()
         ticket = self.get_query_argument("ticket", None)
         if ticket is not None:
             try:
