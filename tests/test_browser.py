@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.browser import HeadlessChromium
-from tests.servers import USER_PASSWORD, Lab, ServerProcess, setup_token, write_config
+from tests.servers import USER_PASSWORD, Lab, ServerProcess, setup_token, wait_for, write_config
 
 LAB_CONFIG = {"auth": {"lockout_threshold": 2, "login_rate_limit_per_minute": 50}}
 SESSION_COOKIE = "synthorg_session"
@@ -233,3 +233,24 @@ def test_login_and_home_pages_render(lab: Lab, page: Page, tmp_path: Path) -> No
         data = shot.read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000, shot
     assert login_shot.read_bytes() != home_shot.read_bytes()
+
+
+def test_banner_changes_live_on_the_home_page(lab: Lab, page: Page, tmp_path: Path) -> None:
+    user = lab.create_user()
+    page.goto(f"{lab.url}login")
+    log_in(page, user["username"])
+    page.wait_for_url(lab.url)
+    expect(page.locator("#banner")).to_be_hidden()
+
+    # The page's own socket is open once the lab's presence lists this user.
+    def page_is_connected() -> bool:
+        return any(p["username"] == user["username"] for p in lab.admin.get("/api/v1/presence").json())
+
+    wait_for(page_is_connected, 10.0, "the page's WebSocket to connect")
+    message = "Maintenance tonight at 22:00"
+    reply = lab.admin.put("/api/v1/settings/ui/banner", {"value": message}, headers={"If-Match": "*"})
+    assert reply.status == 200
+    expect(page.locator("#banner")).to_have_text(message)
+    expect(page.locator("#banner")).to_be_visible()
+    page.screenshot(path=str(tmp_path / "banner.png"), full_page=True)
+    lab.admin.delete("/api/v1/settings/ui/banner", headers={"If-Match": "*"})

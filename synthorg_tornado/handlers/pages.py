@@ -102,7 +102,14 @@ class SetupPage(PageHandler):
 class HomePage(PageHandler):
     @authenticated
     def get(self) -> None:
-        self.render("home.html", me=self.identity.me(), base_url=self.config.server.base_url)
+        settings = self.services.settings
+        self.render(
+            "home.html",
+            me=self.identity.me(),
+            base_url=self.config.server.base_url,
+            lab_name=settings.value("ui", "lab_name"),
+            banner=settings.value("ui", "banner"),
+        )
 
 
 class LogoutPage(PageHandler):
