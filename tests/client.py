@@ -71,15 +71,7 @@ class Client:
         raw: bytes | None = None,
         xsrf: bool = False,
     ) -> Reply:
-        connection_class = (
-            http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
-        )
-        kwargs: dict[str, Any] = {"timeout": 15}
-        if self.source_address:
-            kwargs["source_address"] = (self.source_address, 0)
-        if self.scheme == "https":
-            kwargs["context"] = self.context
-        connection = connection_class(self.host, self.port, **kwargs)
+        connection = self._connection or self._connect()
         send = {**self.headers, **(headers or {})}
         if self.token:
             send.setdefault("Authorization", f"{self.auth_scheme} {self.token}")
@@ -105,7 +97,9 @@ class Client:
         return reply
 
     def _connect(self) -> http.client.HTTPConnection:
-        connection_class = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+        connection_class = (
+            http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+        )
         kwargs: dict[str, Any] = {"timeout": 15}
         if self.source_address:
             kwargs["source_address"] = (self.source_address, 0)
