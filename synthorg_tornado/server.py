@@ -108,13 +108,25 @@ class LabServer:
         self.shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
 
     def add_periodic(self, job: Callable[[], Awaitable[None]], interval_seconds: float, name: str) -> None:
-        """A background job that logs its own failures and keeps running."""
+        """A background job that logs its own failures and keeps running.
+
+        A failure is logged once when it starts and once when the job recovers, not at every
+        tick: a database outage must not flood the log twice a second.
+        """
+        failing = False
 
         async def run_job() -> None:
+            nonlocal failing
             try:
                 await job()
             except Exception:
-                log.exception("background job %s failed; it will run again", name)
+                if not failing:
+                    log.exception("background job %s failed; it keeps running and retries", name)
+                failing = True
+                return
+            if failing:
+                log.info("background job %s recovered", name)
+                failing = False
 
         self.periodic.append(PeriodicCallback(run_job, interval_seconds * 1000))
 

@@ -89,6 +89,11 @@ class PostgresCluster:
             "--encoding=UTF8",
             "--no-sync",
         )
+        self.start_server()
+
+    def start_server(self) -> None:
+        """Start (again) on the existing data directory and the same port."""
+        bin_dir = self.bin_dir()
         options = (
             f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
@@ -105,9 +110,11 @@ class PostgresCluster:
             "start",
         )
 
-    def stop(self) -> None:
+    def stop(self, mode: str = "immediate") -> None:
+        """`immediate` for teardown; `fast` when the data must survive (this cluster runs without
+        fsync, so an immediate stop may drop the last commits)."""
         with contextlib.suppress(RuntimeError):
-            self._run(str(self.bin_dir() / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
+            self._run(str(self.bin_dir() / "pg_ctl"), "-D", str(self.data), "-m", mode, "stop")
 
     def create_database(self, prefix: str) -> str:
         self._databases += 1

@@ -30,6 +30,7 @@ from synthorg_tornado.errors import (
     PersistenceFailure,
     SessionExpired,
     SessionRevoked,
+    Unavailable,
 )
 from synthorg_tornado.realtime.bus import SESSION_REVOKED, LocalBus
 
@@ -260,7 +261,7 @@ class SessionService:
                     row.revoked_at, row.revoked_reason = now, reason
                     await session.commit()
                 user_id = row.user_id
-        except NotFound:
+        except (NotFound, Unavailable):
             raise
         except Exception as exc:
             log.error("could not revoke session: %s", type(exc).__name__)
@@ -285,6 +286,8 @@ class SessionService:
                         .values(revoked_at=now, revoked_reason=reason)
                     )
                     await session.commit()
+        except Unavailable:
+            raise
         except Exception as exc:
             log.error("could not revoke sessions: %s", type(exc).__name__)
             raise PersistenceFailure("The sessions could not be revoked; they are still active.") from None

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from synthorg_tornado.config import DatabaseConfig
+from synthorg_tornado.errors import Unavailable
 
 HEALTH_TIMEOUT_SECONDS = 2.0
+RETRY_AFTER_SECONDS = 5
 
 
 class Database:
@@ -24,8 +34,16 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        async with self._sessions() as session:
-            yield session
+        with unavailable_on_outage():
+            async with self._sessions() as session:
+                yield session
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A plain connection, for Core statements on hot-ish paths."""
+        with unavailable_on_outage():
+            async with self.engine.connect() as connection:
+                yield connection
 
     async def ping(self) -> bool:
         """True when the database answers within a short timeout."""
@@ -39,6 +57,21 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+@contextmanager
+def unavailable_on_outage() -> Iterator[None]:
+    """A database that cannot be reached is a 503 the client may retry, not an internal error.
+
+    Constraint violations and other statement errors pass through untouched: only failures of
+    the connection itself (refused, dropped, timed out, locked) mean "try again shortly".
+    """
+    try:
+        yield
+    except (OperationalError, InterfaceError, PoolTimeout, ConnectionError, TimeoutError) as exc:
+        raise Unavailable(
+            "The database is unavailable; try again shortly.", retry_after=RETRY_AFTER_SECONDS
+        ) from exc
 
 
 def _make_engine(config: DatabaseConfig) -> AsyncEngine:

@@ -138,7 +138,7 @@ class SettingsService:
         definition = self.definition(namespace, key)
         table = Setting.__table__
         # A plain Core read: this runs on every conditional write, including the refused ones.
-        async with self.database.engine.connect() as connection:
+        async with self.database.connection() as connection:
             stored = (
                 await connection.execute(
                     select(table).where(table.c.namespace == namespace, table.c.key == key)
