@@ -169,6 +169,7 @@ def make_app(config: Config, services: Services) -> web.Application:
         config=config,
         services=services,
         default_handler_class=base.PageNotFoundHandler,
+        allowed_host_names=base.allowed_host_names(config),
         log_function=base.log_request,
         cookie_secret=derive_key(services.secret, "cookies"),
         xsrf_cookies=True,

@@ -465,6 +465,7 @@ def _validate(config: Config, problems: list[str]) -> list[str]:
             f"server.host {server.host} is not loopback although trusted proxies are set: clients "
             "can bypass the proxy; bind 127.0.0.1 or firewall the port so only the proxy reaches it"
         )
+    warnings.extend(_deployment_warnings(server))
     if server.processes > 1 and config.database.is_sqlite:
         problems.append(
             f"server.processes: {server.processes} needs PostgreSQL in database.url; SQLite serves "
@@ -479,6 +480,68 @@ def _validate(config: Config, problems: list[str]) -> list[str]:
                 f"run: chmod 600 {secret}"
             )
     return warnings
+
+
+def _deployment_warnings(server: ServerConfig) -> list[str]:
+    """Settings that work but defeat themselves; each is a failure docs/deploy.md troubleshoots."""
+    warnings: list[str] = []
+    origins = [origin.rstrip("/") for origin in server.allowed_origins]
+    plain = [origin for origin in origins if origin.lower().startswith("http://")]
+    secure = [origin for origin in origins if origin.lower().startswith("https://")]
+    # The lab is known to be reached over HTTPS when it serves TLS itself, or when the sysadmin
+    # lists HTTPS origins for it.
+    if plain and (server.tls_enabled or secure):
+        warnings.append(
+            f"server.allowed_origins: {', '.join(plain)} "
+            f"{'is a plain-HTTP origin' if len(plain) == 1 else 'are plain-HTTP origins'} although "
+            "the lab is served over HTTPS; a page from such an origin can be altered on the network "
+            "and would then open WebSockets with the user's cookie; list https:// origins only"
+        )
+    if secure and not server.tls_enabled and not server.trusted_proxies:
+        warnings.append(
+            "server.allowed_origins names HTTPS origins but the server has neither TLS nor trusted "
+            "proxies; behind a TLS proxy, list the proxy in server.trusted_proxies, or session cookies "
+            "lack Secure and every client's IP address is the proxy's"
+        )
+    if server.allowed_hosts and not server.is_loopback:
+        warnings.append(
+            f"server.allowed_hosts has no effect on server.host {server.host}: Host is checked only "
+            "on a loopback bind; on the network, let the proxy's server_name refuse other names"
+        )
+    if server.is_loopback and server.trusted_proxies:
+        reachable = _loopback_networks(server.host)
+        unreachable = [
+            entry
+            for entry, network in _parsed_networks(server.trusted_proxies)
+            if not any(network.version == own.version and network.overlaps(own) for own in reachable)
+        ]
+        if unreachable:
+            warnings.append(
+                f"server.trusted_proxies: {', '.join(unreachable)} can never connect to server.host "
+                f"{server.host}, a loopback address; list the address the proxy connects from "
+                "(127.0.0.1 for nginx on this machine with upstream 127.0.0.1)"
+            )
+    return warnings
+
+
+def _loopback_networks(host: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """The addresses a peer of a loopback bind can have."""
+    ipv4, ipv6 = ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")
+    if host == "localhost":
+        return (ipv4, ipv6)
+    return (ipv4,) if ipaddress.ip_address(host).version == 4 else (ipv6,)
+
+
+def _parsed_networks(
+    entries: tuple[str, ...],
+) -> list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]]:
+    parsed = []
+    for entry in entries:
+        try:
+            parsed.append((entry, ipaddress.ip_network(entry, strict=False)))
+        except ValueError:
+            continue  # reported as a problem by _validate_proxies
+    return parsed
 
 
 def _validate_tls(server: ServerConfig, problems: list[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
@@ -43,6 +44,7 @@ class Metrics:
         self.active_sessions = Gauge(
             "synthorg_active_sessions", "Live sessions in this process's cache.", registry=self.registry
         )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def watch(self, active_sessions: Callable[[], float], failed_logins: Callable[[], float]) -> None:
         self.active_sessions.set_function(active_sessions)
@@ -51,8 +53,16 @@ class Metrics:
         )
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        # The labelled children are looked up once per (route, method, status), not per request.
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -79,6 +79,8 @@ class LabHTTPServer(HTTPServer):
 
     def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection):  # type: ignore[override]
         delegate = super().start_request(server_conn, request_conn)
+        if not self.proxies.networks:
+            return delegate  # nobody to trust: the peer is the client, as Tornado sees it
         return ForwardedHeadersDelegate(delegate, request_conn, self.proxies)
 
 

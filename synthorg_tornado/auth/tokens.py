@@ -42,8 +42,17 @@ def new_session_id() -> str:
 
 
 class SessionTokens:
-    def __init__(self, key: bytes) -> None:
+    """Issues and verifies session JWTs.
+
+    A token string whose signature was verified once is remembered with its claims, so a busy
+    client costs one signature check, not one per request; the expiry is still checked every
+    time, and revocation is the session cache's job. The memory is bounded (oldest out first).
+    """
+
+    def __init__(self, key: bytes, remember: int = 50_000) -> None:
         self._key = key
+        self._remember = remember
+        self._verified: dict[str, SessionClaims] = {}
 
     def issue(self, user_id: int, session_id: str, issued_at: datetime, expires_at: datetime) -> str:
         claims = {
@@ -56,6 +65,17 @@ class SessionTokens:
 
     def read(self, token: str) -> SessionClaims:
         """Verify signature and expiry. Expired -> SessionExpired; anything else wrong -> 1000."""
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._verify(token)
+            if len(self._verified) >= self._remember:
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = claims
+        if claims.expires_at <= datetime.now(UTC):
+            raise SessionExpired()
+        return claims
+
+    def _verify(self, token: str) -> SessionClaims:
         try:
             claims = jwt.decode(
                 token,
