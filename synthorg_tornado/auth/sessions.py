@@ -203,7 +203,7 @@ class SessionService:
         idle = self.policy.idle_timeout()
         if idle is not None and now - cached.last_active_at > idle:
             raise SessionExpired("This session ended after a period of inactivity. Log in again.")
-        user = await self.users.cached(cached.user_id)
+        user = self.users.peek(cached.user_id) or await self.users.cached(cached.user_id)
         if user is None:
             raise NotAuthenticated("The account no longer exists.")
         if user.disabled:

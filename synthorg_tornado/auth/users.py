@@ -102,8 +102,12 @@ class UserService:
         self.bus = bus
         self._directory: dict[int, UserRecord] = {}
 
+    def peek(self, user_id: int) -> UserRecord | None:
+        """Memory only: the hot path's first try, with no coroutine to schedule."""
+        return self._directory.get(user_id)
+
     async def cached(self, user_id: int) -> UserRecord | None:
-        """The hot-path lookup: memory first, the database once per user and process."""
+        """Memory first, the database once per user and process."""
         record = self._directory.get(user_id)
         if record is None:
             record = await self.get(user_id, missing_ok=True)
