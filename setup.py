@@ -1,4 +1,21 @@
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+HERE = Path(__file__).resolve().parent
+
+
+def data_files(folder: str) -> list[tuple[str, list[str]]]:
+    """Every file below `folder`, installed under share/synthorg-tornado/ (see resources.py)."""
+    grouped: dict[str, list[str]] = {}
+    for path in sorted((HERE / folder).rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            relative = path.relative_to(HERE)
+            grouped.setdefault(str(Path("share/synthorg-tornado") / relative.parent), []).append(
+                str(relative)
+            )
+    return sorted(grouped.items())
+
 
 setup(
     name="synthorg-tornado",
@@ -6,6 +23,7 @@ setup(
     description="Multi-user lab server on Tornado: login, sessions, settings, live channels.",
     python_requires=">=3.11",
     packages=find_packages(include=["synthorg_tornado", "synthorg_tornado.*"]),
+    data_files=data_files("alembic") + data_files("static"),
     install_requires=[
         "tornado>=6.4",
         "SQLAlchemy[asyncio]>=2.0",

@@ -7,7 +7,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 
 from tornado import web
 
@@ -41,11 +40,11 @@ from synthorg_tornado.handlers import (
 from synthorg_tornado.metrics import Metrics
 from synthorg_tornado.realtime.bus import LocalBus
 from synthorg_tornado.realtime.hub import Hub
+from synthorg_tornado.resources import resource_dir
 from synthorg_tornado.settings.registry import SettingsRegistry
 from synthorg_tornado.settings.service import SettingsService
 
-ROOT = Path(__file__).resolve().parent.parent
-STATIC_DIR = ROOT / "static"
+STATIC_DIR = resource_dir("static")
 
 HANDLER_MODULES = (health, auth, me, users, tokens, settings, realtime, audit, metrics, pages)
 

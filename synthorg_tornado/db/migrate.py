@@ -6,8 +6,6 @@ server does not reconfigure (and silence) the application's loggers.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
@@ -16,8 +14,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from synthorg_tornado.db.engine import Database
+from synthorg_tornado.resources import resource_dir
 
-ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
+ALEMBIC_DIR = resource_dir("alembic")
 # Any constant will do: it only has to be the same in every process that migrates.
 MIGRATION_LOCK_ID = 724_311_905
 
