@@ -195,3 +195,14 @@ def test_sixteen_concurrent_writers_lose_no_update(lab: Lab) -> None:
         thread.join(timeout=300)
     assert not failures, failures[0]
     assert setting(lab.admin, name).json()["value"] == start + writers * rounds
+
+
+def test_successful_and_rejected_writes_are_audited(lab: Lab) -> None:
+    current = setting(lab.admin, "ui.lab_name").headers["ETag"]
+    assert put(lab.admin, "ui.lab_name", "Audited Lab", current).status == 200
+    assert put(lab.admin, "ui.lab_name", "stale", current).status == 412
+    assert put(lab.admin, "ui.lab_name", "missing").status == 428
+    assert put(lab.admin, "ui.lab_name", 42, "*").status == 422
+    entries = lab.admin.get("/api/v1/audit?action=setting.update&limit=500").json()["items"]
+    outcomes = {e["outcome"] for e in entries if e["target"] == "ui.lab_name"}
+    assert {"success", "conflict", "precondition_required", "invalid"} <= outcomes
