@@ -27,7 +27,7 @@ def upgrade() -> None:
         sa.Column("action", sa.String(length=64), nullable=False),
         sa.Column("target", sa.String(length=256), nullable=False),
         sa.Column("ip_address", sa.String(length=64), nullable=False),
-        sa.Column("outcome", sa.String(length=16), nullable=False),
+        sa.Column("outcome", sa.String(length=32), nullable=False),
         sa.Column("detail", sa.JSON(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_log")),
     )

@@ -15,7 +15,7 @@ from sqlalchemy import and_, insert, or_, select
 from synthorg_tornado.clock import isoformat, utcnow
 from synthorg_tornado.db.engine import Database
 from synthorg_tornado.db.models import AuditEntry
-from synthorg_tornado.errors import InvalidValue
+from synthorg_tornado.errors import InvalidValue, Unavailable
 
 log = logging.getLogger("synthorg.audit")
 
@@ -49,6 +49,9 @@ class AuditLog:
         self.database = database
         self._pending: list[dict[str, Any]] = []
         self._flush_task: asyncio.Task | None = None
+        # Held while a batch is written, so a reader that flushes first also waits for a batch
+        # already on its way to the database.
+        self._writing = asyncio.Lock()
 
     async def record(
         self,
@@ -65,10 +68,10 @@ class AuditLog:
                 "at": utcnow(),
                 "actor_id": actor.user_id,
                 "actor": actor.name[:64],
-                "action": action,
+                "action": action[:64],
                 "target": target[:256],
-                "ip_address": actor.ip_address,
-                "outcome": outcome,
+                "ip_address": actor.ip_address[:64],
+                "outcome": outcome[:32],
                 "detail": detail or None,
             }
         )
@@ -81,16 +84,31 @@ class AuditLog:
 
     async def flush(self) -> None:
         """Write every queued entry in one statement."""
-        batch, self._pending = self._pending, []
-        if not batch:
-            return
-        try:
-            async with self.database.session() as session:
-                await (await session.connection()).execute(insert(AuditEntry.__table__), batch)
-                await session.commit()
-        except Exception:
-            log.exception("could not write %d audit entries", len(batch))
-            self._pending[:0] = batch[-MAX_RETAINED:]
+        async with self._writing:
+            batch, self._pending = self._pending, []
+            if not batch:
+                return
+            try:
+                await self._write(batch)
+            except Unavailable:
+                # The database is away: keep the entries for the next flush.
+                log.warning("database unavailable; %d audit entries wait for it", len(batch))
+                self._pending[:0] = batch[-MAX_RETAINED:]
+            except Exception:
+                # One entry the database refuses must not hold back the others: write them
+                # one by one and report those that still fail.
+                for entry in batch:
+                    try:
+                        await self._write([entry])
+                    except Exception:
+                        log.exception(
+                            "audit entry %s by %s could not be written", entry["action"], entry["actor"]
+                        )
+
+    async def _write(self, entries: list[dict[str, Any]]) -> None:
+        async with self.database.session() as session:
+            await (await session.connection()).execute(insert(AuditEntry.__table__), entries)
+            await session.commit()
 
     async def close(self) -> None:
         if self._flush_task is not None and not self._flush_task.done():

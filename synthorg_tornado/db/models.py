@@ -123,7 +123,7 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
     target: Mapped[str] = mapped_column(String(256), nullable=False, default="")
     ip_address: Mapped[str] = mapped_column(String(64), nullable=False, default="")
-    outcome: Mapped[str] = mapped_column(String(16), nullable=False)
+    outcome: Mapped[str] = mapped_column(String(32), nullable=False)
     detail: Mapped[dict | None] = mapped_column(JSON)
 
 
