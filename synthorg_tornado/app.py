@@ -105,12 +105,13 @@ def build_services(config: Config, secret: bytes, environ: Mapping[str, str] | N
         derive_key(secret, "etag"),
     )
     user_service = UserService(database, hasher, audit_log, bus)
+    idle_timeout = (
+        timedelta(minutes=auth_config.idle_timeout_minutes) if auth_config.idle_timeout_minutes else None
+    )
     # Runtime-editable settings are read at each use, so a change applies without a restart.
     policy = SessionPolicy(
         ttl=lambda: timedelta(minutes=settings_service.value("auth", "session_ttl_minutes")),
-        idle_timeout=lambda: (
-            timedelta(minutes=auth_config.idle_timeout_minutes) if auth_config.idle_timeout_minutes else None
-        ),
+        idle_timeout=lambda: idle_timeout,
         max_per_user=lambda: settings_service.value("auth", "max_sessions_per_user"),
     )
     sessions = SessionService(

@@ -48,6 +48,19 @@ class Authenticator:
         self.sessions = sessions
         self.api_tokens = api_tokens
 
+    def identify_cached(self, authorization: str | None) -> Identity | None:
+        """A Bearer session token answered from memory alone, or None (then use `identify`)."""
+        if not authorization or authorization[:7].lower() != "bearer ":
+            return None
+        token = authorization[7:].strip()
+        if not looks_like_jwt(token):
+            return None
+        known = self.sessions.authenticate_cached(token)
+        if known is None:
+            return None
+        user, session = known
+        return Identity(user, SESSION, session_id=session.session_id, source="header")
+
     async def identify(self, authorization: str | None, cookie: str | None) -> Identity | None:
         if authorization:
             scheme, _, credential = authorization.strip().partition(" ")
@@ -56,7 +69,8 @@ class Authenticator:
                 raise NotAuthenticated("The Authorization header is malformed.")
             scheme = scheme.lower()
             if scheme == "bearer" and looks_like_jwt(credential):
-                return await self.session_identity(credential, "header")
+                user, session = await self.sessions.authenticate(credential)
+                return Identity(user, SESSION, session_id=session.session_id, source="header")
             if scheme in ("bearer", "token"):
                 return await self.token_identity(credential)
             raise NotAuthenticated("Unsupported Authorization scheme; use Bearer or token.")

@@ -180,8 +180,26 @@ class SessionService:
         await self._enforce_limit(user)
         return self.tokens.issue(user.id, row.id, row.created_at, row.expires_at), cached
 
+    def authenticate_cached(self, token: str) -> tuple[UserRecord, CachedSession] | None:
+        """The hot path, with no coroutine at all: None when the database must be asked (a
+        session or user this process has not seen yet); every verdict is otherwise final."""
+        now = utcnow()
+        claims = self.tokens.read(token, now)
+        if claims.session_id in self.cache.revoked:
+            raise SessionRevoked()
+        cached = self.cache.get(claims.session_id)
+        user = self.users.peek(cached.user_id) if cached is not None else None
+        if cached is None or user is None:
+            return None
+        if cached.user_id != claims.user_id:
+            raise NotAuthenticated("The token is invalid.")
+        return self._admit(cached, user, now)
+
     async def authenticate(self, token: str) -> tuple[UserRecord, CachedSession]:
-        """The hot path: signature, cache, lifetimes. No database unless the session is new here."""
+        """Signature, cache, lifetimes; the database only for a session new to this process."""
+        known = self.authenticate_cached(token)
+        if known is not None:
+            return known
         claims = self.tokens.read(token)
         user, cached = await self.authenticate_session_id(claims.session_id)
         if cached.user_id != claims.user_id:
@@ -195,17 +213,23 @@ class SessionService:
         cached = self.cache.get(session_id)
         if cached is None:
             cached = await self._load(session_id)
+        user = self.users.peek(cached.user_id) or await self.users.cached(cached.user_id)
+        if user is None:
+            raise NotAuthenticated("The account no longer exists.")
+        return self._admit(cached, user)
+
+    def _admit(
+        self, cached: CachedSession, user: UserRecord, now: datetime | None = None
+    ) -> tuple[UserRecord, CachedSession]:
+        """Revocation, lifetimes and the account state; records the activity."""
         if cached.revoked:
             raise SessionRevoked()
-        now = utcnow()
+        now = now or utcnow()
         if cached.expires_at <= now:
             raise SessionExpired()
         idle = self.policy.idle_timeout()
         if idle is not None and now - cached.last_active_at > idle:
             raise SessionExpired("This session ended after a period of inactivity. Log in again.")
-        user = self.users.peek(cached.user_id) or await self.users.cached(cached.user_id)
-        if user is None:
-            raise NotAuthenticated("The account no longer exists.")
         if user.disabled:
             raise SessionRevoked("This account is disabled.")
         self.cache.touch(cached, now)

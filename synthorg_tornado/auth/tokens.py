@@ -63,7 +63,7 @@ class SessionTokens:
         }
         return jwt.encode(claims, self._key, algorithm=JWT_ALGORITHM)
 
-    def read(self, token: str) -> SessionClaims:
+    def read(self, token: str, now: datetime | None = None) -> SessionClaims:
         """Verify signature and expiry. Expired -> SessionExpired; anything else wrong -> 1000."""
         claims = self._verified.get(token)
         if claims is None:
@@ -71,7 +71,7 @@ class SessionTokens:
             if len(self._verified) >= self._remember:
                 del self._verified[next(iter(self._verified))]
             self._verified[token] = claims
-        if claims.expires_at <= datetime.now(UTC):
+        if claims.expires_at <= (now or datetime.now(UTC)):
             raise SessionExpired()
         return claims
 
