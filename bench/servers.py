@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import resource
 import secrets
 import socket
 import subprocess
@@ -57,6 +58,39 @@ def cpu_split() -> tuple[set[int] | None, set[int] | None]:
     return {cpus[0]}, set(cpus[1:])
 
 
+def raise_open_files(needed: int) -> tuple[int, int]:
+    """Raise this process's RLIMIT_NOFILE soft limit to at least `needed` (the hard one too, as
+    root, when it is lower). Only the benchmark's own processes: product defaults never change.
+
+    Returns the (soft, hard) limits now in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return soft, hard
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        try:  # only root may raise the hard limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
+            return needed, needed
+        except (ValueError, OSError):
+            needed = hard  # anyone else gets as far as the hard limit allows
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    return needed, hard
+
+
+def _before_exec(cpus: set[int] | None, open_files: int | None) -> Any:
+    """What a child does between fork and exec: its CPU set and its open-files limit."""
+    if not cpus and not open_files:
+        return None
+
+    def prepare() -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        if open_files:
+            raise_open_files(open_files)
+
+    return prepare
+
+
 @dataclass
 class Target:
     """A running server and the authenticated GET that B1 and B2 send to it."""
@@ -81,8 +115,9 @@ class Target:
 class Servers:
     """Starts servers on demand; `with Servers(...) as servers:` stops them all at the end."""
 
-    def __init__(self, pin: bool = True) -> None:
+    def __init__(self, pin: bool = True, open_files: int | None = None) -> None:
         self.pin_cpus = cpu_split()[0] if pin else None
+        self.open_files = open_files
         self._tmp = tempfile.TemporaryDirectory(prefix="synthorg-bench-")
         self.root = Path(self._tmp.name)
         self._running: list[tuple[subprocess.Popen, Any]] = []
@@ -99,7 +134,6 @@ class Servers:
     ) -> tuple[subprocess.Popen, Path]:
         log_path = cwd / f"{name}.log"
         log_file = log_path.open("w")
-        cpus = self.pin_cpus
         process = subprocess.Popen(
             argv,
             cwd=cwd,
@@ -107,8 +141,9 @@ class Servers:
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            # Pinned before exec, so every thread the server starts later inherits the CPU set.
-            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+            # Pinned before exec, so every thread the server starts later inherits the CPU set;
+            # the open-files limit is raised there too when a benchmark holds thousands of sockets.
+            preexec_fn=_before_exec(self.pin_cpus, self.open_files),
         )
         self._running.append((process, log_file))
         return process, log_path
@@ -134,12 +169,13 @@ class Servers:
                 process.wait(STOP_TIMEOUT)
         log_file.close()
 
-    def synthorg(self, auth: dict[str, Any] | None = None) -> Target:
-        """A fresh lab on SQLite; returns the Bearer JWT of its first admin as the credential."""
+    def synthorg(self, auth: dict[str, Any] | None = None, database_url: str | None = None) -> Target:
+        """A fresh lab (SQLite unless `database_url` is given); returns the Bearer JWT of its first
+        admin as the credential."""
         folder = Path(tempfile.mkdtemp(prefix="synthorg-", dir=self.root))
         config = {
             "server": {"host": "127.0.0.1", "port": free_port()},
-            "database": {"url": f"sqlite+aiosqlite:///{folder / 'lab.db'}"},
+            "database": {"url": database_url or f"sqlite+aiosqlite:///{folder / 'lab.db'}"},
             "auth": {"bcrypt_rounds": 4, **(auth or {})},
             "logging": {"access_log": False, "level": "WARNING", "format": "text"},
         }
@@ -169,7 +205,7 @@ class Servers:
             get_headers={"Authorization": f"Bearer {jwt}"},
             process=process,
             log_path=log_path,
-            extra={"config": config},
+            extra={"config": config, "config_path": config_path, "admin_token": jwt},
         )
 
     def raw_tornado(self) -> Target:
@@ -183,6 +219,19 @@ class Servers:
         )
         base_url = _wait_for_line(log_path, LISTENING_LINE, process).group(1)
         return Target("raw Tornado", base_url, base_url + "api/me", {}, process, log_path)
+
+    def bare_broadcast(self) -> Target:
+        """`bench/bare_broadcast.py`: the ceiling for B3 (and B6's reference)."""
+        folder = Path(tempfile.mkdtemp(prefix="bare-", dir=self.root))
+        port = free_port()
+        process, log_path = self._spawn(
+            "bare-broadcast",
+            [sys.executable, "-m", "bench.bare_broadcast", "--port", str(port)],
+            folder,
+            env={"PYTHONPATH": str(REPO)},
+        )
+        base_url = _wait_for_line(log_path, LISTENING_LINE, process).group(1)
+        return Target("bare Tornado", base_url, base_url + "publish", {}, process, log_path)
 
     def jupyter(self, password: str | None = None) -> Target:
         """jupyter_server with a token; with `password`, also its argon2 hash (jupyter's default)."""
