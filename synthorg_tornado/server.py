@@ -6,6 +6,7 @@ Wiring and lifecycle only; what a request does is decided in `app` and below.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -229,6 +230,19 @@ def run(config: Config) -> int:
     return asyncio.run(_serve(config, secret, sockets))
 
 
+def tune_garbage_collector() -> None:
+    """Fewer, cheaper collections for a long-running server.
+
+    Everything built at start-up (modules, the app, caches) is frozen out of the collector's
+    view, and the youngest generation is collected after 50,000 allocations rather than 700:
+    a WebSocket fan-out allocates a task per message, and the default thresholds then ran full
+    collections over the whole heap every few events (tens of milliseconds each).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 10, 10)
+
+
 async def _serve(config: Config, secret: bytes, sockets: list[socket.socket]) -> int:
     services = build_services(config, secret)
     server = LabServer(config, services)
@@ -238,6 +252,7 @@ async def _serve(config: Config, secret: bytes, sockets: list[socket.socket]) ->
     loop.add_signal_handler(signal.SIGINT, stopping.set)
     loop.add_signal_handler(signal.SIGHUP, server.reload_certificate)
     await server.start(sockets)
+    tune_garbage_collector()
     url = public_url(config, sockets)
     setup_token = await services.login.offer_setup()
     if setup_token is not None:

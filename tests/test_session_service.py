@@ -123,3 +123,11 @@ async def test_api_token_use_is_recorded_in_one_batched_write(services) -> None:
     assert sum(s.lstrip().upper().startswith("UPDATE") for s in statements) == 1
     listed = await services.api_tokens.list(user.id)
     assert listed[0]["last_used_at"] is not None
+
+
+def test_session_ids_carry_256_bits_and_never_look_like_an_option() -> None:
+    from synthorg_tornado.auth.tokens import new_session_id
+
+    ids = {new_session_id() for _ in range(500)}
+    assert len(ids) == 500
+    assert all(len(i) == 64 and set(i) <= set("0123456789abcdef") for i in ids)

@@ -3,10 +3,10 @@
 (Sessions, API tokens, users and settings; the feed lives with auth because sessions are its
 most urgent cargo.)
 
-Every second a background job asks the database what was revoked or changed since it last looked
+Twice a second a background job asks the database what was revoked or changed since it last looked
 and applies it to this process's caches, then publishes the same bus events a local change would.
 The hot path still never waits on the database; the price is that a change made elsewhere is
-seen here within about a second.
+seen here within about half a second.
 """
 
 from __future__ import annotations

@@ -38,7 +38,8 @@ def derive_key(secret: bytes, purpose: str) -> bytes:
 
 
 def new_session_id() -> str:
-    return secrets.token_urlsafe(SESSION_ID_BYTES)
+    """Hex, so an id never starts with '-' (a command line would read it as an option)."""
+    return secrets.token_hex(SESSION_ID_BYTES)
 
 
 class SessionTokens:

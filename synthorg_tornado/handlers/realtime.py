@@ -80,6 +80,9 @@ class RealtimeSocket(ProblemResponseMixin, websocket.WebSocketHandler, BaseHandl
         await super().get(*args, **kwargs)
 
     def open(self, *args: Any, **kwargs: Any) -> None:
+        # Small frames (replies, close frames) go out at once instead of waiting for the
+        # client's delayed ACK: that wait added ~40 ms to closing a freshly opened socket.
+        self.set_nodelay(True)
         identity = self.identity
         self.connection = self.services.hub.connect(
             self, identity.user, identity.session_id, identity.api_token_id
