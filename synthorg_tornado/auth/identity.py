@@ -59,7 +59,13 @@ class Authenticator:
         if known is None:
             return None
         user, session = known
-        return Identity(user, SESSION, session_id=session.session_id, source="header")
+        # Reused while the user record is the same object: a change replaces the record.
+        identity = session.identity
+        if identity is None or identity.user is not user:
+            identity = session.identity = Identity(
+                user, SESSION, session_id=session.session_id, source="header"
+            )
+        return identity
 
     async def identify(self, authorization: str | None, cookie: str | None) -> Identity | None:
         if authorization:

@@ -51,6 +51,8 @@ class CachedSession:
     user_agent: str
     revoked: bool = False
     last_written_at: datetime | None = None
+    # The Bearer identity last built for this session (see Authenticator.identify_cached).
+    identity: Any = None
 
     def public(self, user: UserRecord | None, current_session_id: str | None) -> dict[str, Any]:
         return {
