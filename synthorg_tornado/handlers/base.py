@@ -317,6 +317,10 @@ class ApiHandler(ProblemResponseMixin, BaseHandler):
         """API responses carry validators only where a resource defines them (settings)."""
         return None
 
+    def check_etag_header(self) -> bool:
+        """Without an ETag there is nothing to compare; versioned resources answer 304 themselves."""
+        return False
+
     def json_object(self) -> dict[str, Any]:
         body = self.json_body()
         if not isinstance(body, dict):
