@@ -8,7 +8,9 @@ their server's files, so each of them starts its own.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
+import json
 import shutil
 import signal
 import socket
@@ -21,8 +23,11 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import pytest
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
 
-from tests.servers import ServerProcess, http_request, make_certificate, write_config
+from tests.client import Client
+from tests.servers import ServerProcess, http_request, make_certificate, setup_token, write_config
 
 HEALTH = "api/v1/health"
 # With TLS 1.3 the server judges the client certificate after the client has finished its
@@ -240,3 +245,47 @@ def test_sighup_with_a_mismatched_key_keeps_serving_the_old_certificate(
     server.wait_for_log("TLS certificate reload failed")
     assert served_certificate(server, trusting(pki.server[0])) == der(pki.server[0])
     assert http_request(server.url + HEALTH, context=trusting(pki.server[0])).status == 200
+
+
+# --- WSS --------------------------------------------------------------------------------------
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_wss_works_and_an_open_websocket_survives_a_certificate_reload(
+    own_tls_server: tuple[ServerProcess, tuple[Path, Path]], pki: Pki, tmp_path: Path
+) -> None:
+    server, live = own_tls_server
+    renewed = make_certificate(tmp_path / "renewed", "renewed")
+    context = trusting(pki.server[0], renewed[0])
+    setup = Client(server.url, context=context).post(
+        "/api/v1/auth/setup",
+        {"token": setup_token(server), "username": "admin", "password": "admin-password-1"},
+    )
+    assert setup.status == 201
+    token = setup.json()["token"]
+
+    async def open_socket():  # type: ignore[no-untyped-def]
+        request = HTTPRequest(
+            server.url.replace("https://", "wss://") + "api/v1/ws",
+            headers={"Authorization": f"Bearer {token}"},
+            ssl_options=context,
+        )
+        return await websocket_connect(request)
+
+    async def ping(socket) -> dict:  # type: ignore[no-untyped-def]
+        await socket.write_message(json.dumps({"action": "ping"}))
+        return json.loads(await asyncio.wait_for(socket.read_message(), 5))
+
+    before = await open_socket()
+    assert await ping(before) == {"action": "pong"}
+    shutil.copy(renewed[0], live[0])
+    shutil.copy(renewed[1], live[1])
+    assert server.process is not None
+    server.process.send_signal(signal.SIGHUP)
+    await asyncio.get_running_loop().run_in_executor(None, server.wait_for_log, "TLS certificate reloaded")
+    assert await ping(before) == {"action": "pong"}  # the open socket stays connected
+    after = await open_socket()
+    assert await ping(after) == {"action": "pong"}
+    assert served_certificate(server, context) == der(renewed[0])
+    before.close()
+    after.close()
