@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,22 +13,15 @@ from synthorg_tornado.app import build_services, make_app
 from synthorg_tornado.config import Config, load_config
 from synthorg_tornado.db import migrate
 from synthorg_tornado.server import make_http_server
-from tests.servers import Lab, PostgresCluster, ServerProcess, write_config
+from tests.servers import Lab, PostgresCluster, ServerProcess, throwaway_cluster, write_config
 
 BACKENDS = ("sqlite", "postgresql")
 
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PostgresCluster]:
-    # Outside pytest's private temp tree: the postgres user must be able to reach it.
-    root = Path(tempfile.mkdtemp(prefix="synthorg-pg-"))
-    cluster = PostgresCluster(root)
-    cluster.start()
-    try:
+    with throwaway_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _database_url(backend: str, request: pytest.FixtureRequest, directory: Path) -> str:

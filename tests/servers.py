@@ -16,7 +16,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +130,19 @@ class PostgresCluster:
         ) as connection:
             cursor = connection.execute(sql)
             return cursor.fetchall() if cursor.description else []
+
+
+@contextlib.contextmanager
+def throwaway_cluster(prefix: str = "synthorg-pg-") -> Iterator[PostgresCluster]:
+    """A started cluster in a folder the postgres user can reach (not pytest's private tree)."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    cluster = PostgresCluster(root)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def write_config(directory: Path, database_url: str, **sections: dict[str, Any]) -> Path:

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.servers import Lab, PostgresCluster, ServerProcess, wait_for, write_config
+from tests.servers import Lab, PostgresCluster, ServerProcess, throwaway_cluster, wait_for, write_config
 
 
 @pytest.fixture(scope="module")
 def own_cluster() -> Iterator[PostgresCluster]:
     """A cluster of its own: this module stops and restarts it."""
-    root = Path(tempfile.mkdtemp(prefix="synthorg-pg-outage-"))
-    cluster = PostgresCluster(root)
-    cluster.start()
-    try:
+    with throwaway_cluster("synthorg-pg-outage-") as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_outage_keeps_cached_sessions_refuses_writes_with_503_and_recovers(

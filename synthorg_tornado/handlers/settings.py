@@ -6,6 +6,7 @@ from synthorg_tornado.auth import roles
 from synthorg_tornado.errors import InvalidValue
 from synthorg_tornado.handlers.decorators import authenticated, require_role
 from synthorg_tornado.handlers.versioned import VersionedResourceHandler
+from synthorg_tornado.settings.service import SettingEntry
 
 
 class SettingsListHandler(VersionedResourceHandler):
@@ -26,30 +27,29 @@ class SettingHandler(VersionedResourceHandler):
 
     @require_role(roles.ADMIN, roles.MANAGER)
     async def put(self, namespace: str, key: str) -> None:
-        settings = self.services.settings
-        precondition = self.precondition()
-        current = await settings.check_write(
-            namespace,
-            key,
-            self.identity.user.role,
-            precondition,
-            self.config.settings.require_if_match,
-            self.actor,
-        )
+        current, unconditional = await self._writable(namespace, key)
         body = self.json_object()
         if "value" not in body:
             raise InvalidValue('The body must be {"value": ...}.')
-        value = await settings.validate(current.definition, body["value"], self.actor)
-        entry = await settings.compare_and_set(
-            current, value, self.actor, unconditional=precondition.any or not precondition.present
+        value = await self.services.settings.validate(current.definition, body["value"], self.actor)
+        entry = await self.services.settings.compare_and_set(
+            current, value, self.actor, unconditional=unconditional
         )
         self.write_versioned(entry.public(), entry.etag)
 
     @require_role(roles.ADMIN, roles.MANAGER)
     async def delete(self, namespace: str, key: str) -> None:
-        settings = self.services.settings
+        current, unconditional = await self._writable(namespace, key)
+        entry = await self.services.settings.compare_and_set(
+            current, None, self.actor, reset=True, unconditional=unconditional
+        )
+        self.write_versioned(entry.public(), entry.etag)
+
+    async def _writable(self, namespace: str, key: str) -> tuple[SettingEntry, bool]:
+        """Role, existence and If-Match checked (in that order); the entry being replaced, and
+        whether the client asked for no particular version (`*`, or no If-Match where allowed)."""
         precondition = self.precondition()
-        current = await settings.check_write(
+        current = await self.services.settings.check_write(
             namespace,
             key,
             self.identity.user.role,
@@ -57,10 +57,7 @@ class SettingHandler(VersionedResourceHandler):
             self.config.settings.require_if_match,
             self.actor,
         )
-        entry = await settings.compare_and_set(
-            current, None, self.actor, reset=True, unconditional=precondition.any or not precondition.present
-        )
-        self.write_versioned(entry.public(), entry.etag)
+        return current, precondition.any or not precondition.present
 
 
 default_handlers = [
