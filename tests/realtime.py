@@ -24,7 +24,10 @@ async def connect(
     cookies: dict[str, str] | None = None,
     origin: str | None = None,
     scheme: str = "Bearer",
+    ssl_options: Any = None,
+    network_interface: str | None = None,
 ) -> WebSocketClientConnection:
+    """A client socket; `ssl_options` for wss, `network_interface` to pick the source address."""
     headers = {}
     if token:
         headers["Authorization"] = f"{scheme} {token}"
@@ -33,7 +36,13 @@ async def connect(
     if origin:
         headers["Origin"] = origin
     query = f"?ticket={ticket}" if ticket else ""
-    request = HTTPRequest(ws_url(base_url, query), headers=headers, connect_timeout=TIMEOUT)
+    request = HTTPRequest(
+        ws_url(base_url, query),
+        headers=headers,
+        connect_timeout=TIMEOUT,
+        ssl_options=ssl_options,
+        network_interface=network_interface,
+    )
     return await websocket_connect(request)
 
 

@@ -19,12 +19,12 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import pytest
-from tornado.httpclient import HTTPClientError, HTTPRequest
-from tornado.websocket import WebSocketClientConnection, websocket_connect
+from tornado.httpclient import HTTPClientError
+from tornado.websocket import WebSocketClientConnection
 
 from tests.client import Client
 from tests.nginx import NginxServer
-from tests.realtime import receive_until, request
+from tests.realtime import connect, receive_until, request
 from tests.servers import USER_PASSWORD, Lab, ServerProcess, make_certificate, write_config
 
 CLIENT_IP = "127.0.0.2"
@@ -107,10 +107,6 @@ def sub_path_site(tmp_path_factory: pytest.TempPathFactory, certificate) -> Iter
     yield from deploy(tmp_path_factory.mktemp("sub-path-site"), certificate, base_url="/lab/")
 
 
-def wss_url(deployment: Deployment) -> str:
-    return deployment.url.replace("https://", "wss://", 1) + "api/v1/ws"
-
-
 async def connect_wss(
     deployment: Deployment,
     token: str | None = None,
@@ -118,21 +114,14 @@ async def connect_wss(
     origin: str | None = None,
 ) -> WebSocketClientConnection:
     """tests/realtime.connect, over TLS through nginx (and from the client address)."""
-    headers = {}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    if cookies:
-        headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in cookies.items())
-    if origin:
-        headers["Origin"] = origin
-    wss = HTTPRequest(
-        wss_url(deployment),
-        headers=headers,
+    return await connect(
+        deployment.url,
+        token=token,
+        cookies=cookies,
+        origin=origin,
         ssl_options=deployment.tls,
         network_interface=CLIENT_IP,
-        connect_timeout=5,
     )
-    return await websocket_connect(wss)
 
 
 def set_cookies(headers: http.client.HTTPMessage) -> dict[str, str]:
