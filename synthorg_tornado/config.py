@@ -431,11 +431,6 @@ def _resolve_sqlite_url(url: str, base_dir: Path, problems: list[str]) -> str:
     return url
 
 
-def make_safe_url(url: str) -> str:
-    parsed = parse_url(url)
-    return parsed.render_as_string(hide_password=True) if parsed else "<unparseable>"
-
-
 def _validate(config: Config, problems: list[str]) -> list[str]:
     """Rules that span keys. Returns warnings; appends problems."""
     warnings: list[str] = []

@@ -113,10 +113,6 @@ class UserService:
             record = await self.get(user_id, missing_ok=True)
         return record
 
-    def forget(self, user_id: int) -> None:
-        """Another process changed this user: reload on next use."""
-        self._directory.pop(user_id, None)
-
     async def changed_since(self, since: datetime) -> list[tuple[UserRecord | None, UserRecord]]:
         """Users changed (elsewhere) since `since`: (what this process knew, what is stored)."""
         async with self.database.session() as session:

@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from synthorg_tornado.app import Services
 
 access_log = logging.getLogger(ACCESS_LOGGER)
-app_log = logging.getLogger("synthorg.app")
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 # Query parameters that carry credentials: masked in every log line.
@@ -267,13 +266,12 @@ class ApiHandler(ProblemResponseMixin, BaseHandler):
     """
 
     _body_chunks: list[bytes]
-    _body_size: int
 
     def prepare(self) -> Awaitable[None] | None:
         """Synchronous when the caller is known from memory (the common case); otherwise it
         hands Tornado the coroutine that asks the database."""
         self.check_host()
-        self._body_chunks, self._body_size = [], 0
+        self._body_chunks = []
         limit = self.config.server.max_body_size
         declared = self.request.headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -294,7 +292,6 @@ class ApiHandler(ProblemResponseMixin, BaseHandler):
 
     def data_received(self, chunk: bytes) -> None:
         self._body_chunks.append(chunk)
-        self._body_size += len(chunk)
 
     @property
     def body(self) -> bytes:
@@ -378,9 +375,6 @@ class PageHandler(BaseHandler):
         login = self.config.server.base_url + "login"
         self.redirect(f"{login}?{urlencode({'next': self.request.uri})}")
         return False
-
-    def page_url(self, path: str = "") -> str:
-        return self.config.server.base_url + path
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs["exc_info"][1] if "exc_info" in kwargs else None
