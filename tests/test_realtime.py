@@ -13,7 +13,7 @@ import pytest
 from tests.realtime import closed_with, connect, handshake_status, receive, receive_until, request
 from tests.servers import Lab, ServerProcess, write_config
 
-TICKET_TTL = 1
+TICKET_TTL = 2
 LAB_CONFIG = {"websocket": {"ticket_ttl_seconds": TICKET_TTL, "outbound_queue_limit": 20}}
 
 
