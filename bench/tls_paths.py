@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bench.servers import cpu_split
 from tests.client import Client
 from tests.nginx import NginxServer
 from tests.servers import ServerProcess, make_certificate, write_config
@@ -56,16 +57,6 @@ class Target:
     name: str
     url: str
     token: str
-
-
-def cpu_split() -> tuple[set[int] | None, set[int] | None]:
-    """(servers, load generator) CPUs: one each on a machine with two or more, else no pinning."""
-    if not hasattr(os, "sched_getaffinity"):
-        return None, None
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        return None, None
-    return {cpus[0]}, set(cpus[1:])
 
 
 def start_lab(directory: Path, **server: object) -> ServerProcess:
