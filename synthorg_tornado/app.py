@@ -1,34 +1,18 @@
-"""Wiring: build the services once and hand them, with the URL table, to the Application."""
+"""Wiring: the URL table and the Application, handed the services built in `services.py`."""
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import timedelta
-
 from tornado import web
 
-from synthorg_tornado.auth.api_tokens import ApiTokenService
-from synthorg_tornado.auth.audit import AuditLog
-from synthorg_tornado.auth.identity import Authenticator
-from synthorg_tornado.auth.login import LoginService
-from synthorg_tornado.auth.passwords import PasswordHasher
-from synthorg_tornado.auth.ratelimit import LoginLimiter
-from synthorg_tornado.auth.sessions import SessionPolicy, SessionService
-from synthorg_tornado.auth.sync import ChangeFeed
-from synthorg_tornado.auth.tickets import TicketService
-from synthorg_tornado.auth.tokens import SessionTokens, derive_key
-from synthorg_tornado.auth.users import UserService
-from synthorg_tornado.clock import utcnow
+from synthorg_tornado.auth.tokens import derive_key
 from synthorg_tornado.config import Config
-from synthorg_tornado.db.engine import Database
 from synthorg_tornado.handlers import (
+    access_log,
     audit,
     auth,
     base,
     health,
+    hosts,
     me,
     metrics,
     pages,
@@ -37,122 +21,12 @@ from synthorg_tornado.handlers import (
     tokens,
     users,
 )
-from synthorg_tornado.metrics import Metrics
-from synthorg_tornado.realtime.bus import LocalBus
-from synthorg_tornado.realtime.hub import Hub
 from synthorg_tornado.resources import resource_dir
-from synthorg_tornado.settings.registry import SettingsRegistry
-from synthorg_tornado.settings.service import SettingsService
+from synthorg_tornado.services import Services
 
 STATIC_DIR = resource_dir("static")
 
 HANDLER_MODULES = (health, auth, me, users, tokens, settings, realtime, audit, metrics, pages)
-
-
-@dataclass
-class Services:
-    """Everything handlers use, built once per process."""
-
-    config: Config
-    secret: bytes
-    database: Database
-    bus: LocalBus
-    hasher: PasswordHasher
-    audit: AuditLog
-    users: UserService
-    sessions: SessionService
-    api_tokens: ApiTokenService
-    authenticator: Authenticator
-    limiter: LoginLimiter
-    login: LoginService
-    metrics: Metrics
-    settings: SettingsService
-    tickets: TicketService
-    hub: Hub
-    changes: ChangeFeed
-    started_at: float = field(default_factory=time.monotonic)
-
-    async def start(self) -> None:
-        self.changes.watermark = utcnow()
-        await self.settings.load()
-        await self.sessions.load_revoked()
-
-    async def flush(self) -> None:
-        """Debounced writes that must not be lost at shutdown."""
-        await self.sessions.flush_activity()
-        await self.api_tokens.flush_usage()
-        await self.audit.flush()
-
-    async def close(self) -> None:
-        await self.audit.close()
-        self.hasher.close()
-        await self.database.dispose()
-
-
-def build_services(config: Config, secret: bytes, environ: Mapping[str, str] | None = None) -> Services:
-    auth_config = config.auth
-    database = Database(config.database)
-    bus = LocalBus()
-    hasher = PasswordHasher(auth_config.bcrypt_rounds, auth_config.password_min_length)
-    audit_log = AuditLog(database)
-    settings_service = SettingsService(
-        database,
-        SettingsRegistry(),
-        config,
-        os.environ if environ is None else environ,
-        audit_log,
-        bus,
-        derive_key(secret, "etag"),
-    )
-    user_service = UserService(database, hasher, audit_log, bus)
-    idle_timeout = (
-        timedelta(minutes=auth_config.idle_timeout_minutes) if auth_config.idle_timeout_minutes else None
-    )
-    # Runtime-editable settings are read at each use, so a change applies without a restart.
-    policy = SessionPolicy(
-        ttl=lambda: timedelta(minutes=settings_service.value("auth", "session_ttl_minutes")),
-        idle_timeout=lambda: idle_timeout,
-        max_per_user=lambda: settings_service.value("auth", "max_sessions_per_user"),
-    )
-    sessions = SessionService(
-        database, SessionTokens(derive_key(secret, "session-jwt")), user_service, audit_log, bus, policy
-    )
-    api_tokens = ApiTokenService(database, user_service, audit_log, bus, auth_config.api_token_max_days)
-    limiter = LoginLimiter(
-        per_minute=lambda: settings_service.value("auth", "login_rate_limit_per_minute"),
-        lockout_threshold=lambda: auth_config.lockout_threshold,
-        lockout_seconds=lambda: auth_config.lockout_minutes * 60.0,
-    )
-    login = LoginService(user_service, sessions, hasher, limiter, audit_log)
-    metrics_registry = Metrics()
-    metrics_registry.watch(
-        active_sessions=lambda: sessions.cache.active_count(utcnow()),
-        failed_logins=lambda: login.failed_logins,
-    )
-    return Services(
-        config=config,
-        secret=secret,
-        database=database,
-        bus=bus,
-        hasher=hasher,
-        audit=audit_log,
-        users=user_service,
-        sessions=sessions,
-        api_tokens=api_tokens,
-        authenticator=Authenticator(sessions, api_tokens),
-        limiter=limiter,
-        login=login,
-        metrics=metrics_registry,
-        settings=settings_service,
-        tickets=TicketService(database, sessions, api_tokens, config.websocket.ticket_ttl_seconds),
-        hub=Hub(
-            bus,
-            max_subscriptions=lambda: settings_service.value("websocket", "max_subscriptions"),
-            max_connections_per_user=config.websocket.max_connections_per_user,
-            queue_limit=config.websocket.outbound_queue_limit,
-        ),
-        changes=ChangeFeed(database, user_service, sessions, api_tokens, settings_service, bus),
-    )
 
 
 def make_app(config: Config, services: Services) -> web.Application:
@@ -169,8 +43,8 @@ def make_app(config: Config, services: Services) -> web.Application:
         config=config,
         services=services,
         default_handler_class=base.PageNotFoundHandler,
-        allowed_host_names=base.allowed_host_names(config),
-        log_function=base.log_request,
+        allowed_host_names=hosts.allowed_host_names(config),
+        log_function=access_log.log_request,
         cookie_secret=derive_key(services.secret, "cookies"),
         xsrf_cookies=True,
         xsrf_cookie_kwargs={"httponly": False, "samesite": "Strict", "path": prefix},

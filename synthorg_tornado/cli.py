@@ -22,7 +22,7 @@ from synthorg_tornado.errors import LabError
 from synthorg_tornado.logs import setup_logging
 
 if TYPE_CHECKING:
-    from synthorg_tornado.app import Services
+    from synthorg_tornado.services import Services
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
@@ -229,9 +229,9 @@ CLI_ACTOR = Actor(None, "cli")
 
 def _with_services(config: Config, work: Callable[[Services], Awaitable[int]]) -> int:
     """Run `work` against the real services, on a migrated database."""
-    from synthorg_tornado.app import build_services
     from synthorg_tornado.config import ensure_secret
     from synthorg_tornado.server import prepare_database
+    from synthorg_tornado.services import build_services
 
     async def run() -> int:
         await prepare_database(config)

@@ -19,12 +19,13 @@ from tornado.ioloop import PeriodicCallback
 from tornado.web import Application
 
 from synthorg_tornado import __version__
-from synthorg_tornado.app import Services, build_services, make_app
+from synthorg_tornado.app import make_app
 from synthorg_tornado.auth.sync import POLL_SECONDS
 from synthorg_tornado.config import Config, ConfigError, build_ssl_context, ensure_secret
 from synthorg_tornado.db import migrate
 from synthorg_tornado.db.engine import Database
 from synthorg_tornado.proxies import TrustedProxies
+from synthorg_tornado.services import Services, build_services
 
 log = logging.getLogger("synthorg.server")
 

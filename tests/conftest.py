@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from tornado import web
 
-from synthorg_tornado.app import build_services, make_app
+from synthorg_tornado.app import make_app
 from synthorg_tornado.config import Config, load_config
 from synthorg_tornado.db import migrate
 from synthorg_tornado.server import make_http_server
+from synthorg_tornado.services import build_services
 from tests.servers import Lab, PostgresCluster, ServerProcess, throwaway_cluster, write_config
 
 BACKENDS = ("sqlite", "postgresql")

@@ -6,15 +6,11 @@ test can build an application with its own services.
 
 from __future__ import annotations
 
-import itertools
 import json
-import logging
-import re
-import secrets
 from collections.abc import Awaitable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode
 
 from tornado import escape, httputil, web
 
@@ -31,39 +27,19 @@ from synthorg_tornado.errors import (
     RouteNotFound,
     problem_for,
 )
+from synthorg_tornado.handlers.access_log import request_id_of
 from synthorg_tornado.handlers.decorators import allow_anonymous
-from synthorg_tornado.logs import ACCESS_LOGGER
+from synthorg_tornado.handlers.hosts import host_name
 
 if TYPE_CHECKING:
-    from synthorg_tornado.app import Services
+    from synthorg_tornado.services import Services
 
-access_log = logging.getLogger(ACCESS_LOGGER)
-
-REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-# Query parameters that carry credentials: masked in every log line.
-SECRET_PARAMETERS = frozenset({"token", "ticket", "password", "_xsrf", "access_token"})
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 SECURITY_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
     ("Content-Security-Policy", "frame-ancestors 'self'"),
     ("Referrer-Policy", "same-origin"),
 )
-
-
-# Fresh ids: a random per-process prefix and a counter. Unique, 32 hex characters, and far
-# cheaper than a uuid4 per request.
-_ID_PREFIX = secrets.token_hex(8)
-_id_counter = itertools.count(1)
-
-
-def request_id_of(request: httputil.HTTPServerRequest) -> str:
-    """A well-formed incoming X-Request-ID is kept, so ids can be followed through nginx."""
-    cached = getattr(request, "_synthorg_request_id", None)
-    if cached is None:
-        incoming = request.headers.get("X-Request-ID", "")
-        cached = incoming if REQUEST_ID_PATTERN.match(incoming) else f"{_ID_PREFIX}{next(_id_counter):016x}"
-        request._synthorg_request_id = cached  # type: ignore[attr-defined]
-    return cached
 
 
 class LabHandlerMixin:
@@ -121,25 +97,6 @@ class LabHandlerMixin:
             raise PermissionDenied(
                 f"Host {self.request.host!r} is not allowed; add it to server.allowed_hosts."
             )
-
-
-def host_name(host: str) -> str:
-    """The Host header without its port: `[::1]:8888` -> `::1`, `Lab.Example:80` -> `lab.example`."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host[1:].split("]", 1)[0]
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
-def allowed_host_names(config: Config) -> frozenset[str] | None:
-    """The Host names a loopback-bound server answers to; None when it is not loopback-bound."""
-    server = config.server
-    if not server.is_loopback:
-        return None
-    names = {"localhost", "127.0.0.1", "::1", server.host.lower()}
-    names.update(name.lower() for name in server.allowed_hosts)
-    names.update(host_name(urlsplit(origin).netloc) for origin in server.allowed_origins)
-    return frozenset(names)
 
 
 class BaseHandler(LabHandlerMixin, web.RequestHandler):
@@ -414,43 +371,3 @@ class StaticHandler(LabHandlerMixin, web.StaticFileHandler):
             self.check_host()
         except PermissionDenied:
             raise web.HTTPError(403) from None
-
-
-def log_request(handler: web.RequestHandler) -> None:
-    """Metrics for every request, and one access line: method, path (secrets masked), status,
-    ms, client, scheme, user, request id. Nothing is formatted for a line nobody will read."""
-    request = handler.request
-    status = handler.get_status()
-    seconds = request.request_time()
-    services = handler.settings.get("services")
-    if services is not None:
-        services.metrics.observe(type(handler).__name__, request.method or "", status, seconds)
-    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-    config: Config = handler.settings["config"]
-    if not config.logging.access_log or not access_log.isEnabledFor(level):
-        return
-    fields = {
-        "method": request.method,
-        "path": safe_path(request),
-        "status": status,
-        "ms": round(1000.0 * seconds, 2),
-        "client_ip": request.remote_ip,
-        "scheme": request.protocol,
-        "user": handler.log_identity() if isinstance(handler, LabHandlerMixin) else "-",
-        "request_id": request_id_of(request),
-    }
-    access_log.log(
-        level,
-        "%(method)s %(path)s %(status)s %(ms).2fms client=%(client_ip)s scheme=%(scheme)s "
-        "user=%(user)s request_id=%(request_id)s",
-        fields,
-        extra={"fields": fields},
-    )
-
-
-def safe_path(request: httputil.HTTPServerRequest) -> str:
-    if not request.query:
-        return request.path
-    pairs = parse_qsl(request.query, keep_blank_values=True)
-    masked = [(key, "***" if key.lower() in SECRET_PARAMETERS else value) for key, value in pairs]
-    return f"{request.path}?{urlencode(masked, safe='*')}"

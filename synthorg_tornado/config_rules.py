@@ -1,0 +1,275 @@
+"""Rules that span configuration keys: TLS files, trusted proxies, exposure, database URLs.
+
+Kept apart from the schema in `config.py` so that each reads on its own; these functions see the
+config only through its attributes and import nothing from `config` at run time.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import ssl
+import stat
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+if TYPE_CHECKING:
+    from synthorg_tornado.config import Config, ServerConfig
+
+MIN_IPV4_PREFIX = 8
+MIN_IPV6_PREFIX = 32
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_url(url: str) -> URL | None:
+    """The parsed database URL, or None when it does not parse.
+
+    An unparseable URL is reported once by `load_config`; the checks that run after it (secret
+    file, processes) must still work so that every other problem is reported too.
+    """
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError):
+        return None
+
+
+def resolve_sqlite_url(url: str, base_dir: Path, problems: list[str]) -> str:
+    """Relative SQLite paths resolve against the config file's folder, like every other path."""
+    parsed = parse_url(url)
+    if parsed is None:
+        # The text itself is not shown: it may hold a password.
+        problems.append(
+            "database.url is not a valid database URL; write sqlite+aiosqlite:///PATH "
+            "or postgresql+psycopg://USER:PASSWORD@HOST/DATABASE"
+        )
+        return url
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:" and not Path(database).is_absolute():
+            parsed = parsed.set(database=str((base_dir / database).resolve()))
+        if parsed.drivername == "sqlite":
+            parsed = parsed.set(drivername="sqlite+aiosqlite")
+        return parsed.render_as_string(hide_password=False)
+    if backend == "postgresql":
+        if parsed.drivername in ("postgresql", "postgres"):
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return parsed.render_as_string(hide_password=False)
+    problems.append(f"database.url: use sqlite+aiosqlite:/// or postgresql+psycopg://, not {backend}")
+    return url
+
+
+def validate(config: Config, problems: list[str]) -> list[str]:
+    """Rules that span keys. Returns warnings; appends problems."""
+    warnings: list[str] = []
+    server = config.server
+    _validate_tls(server, problems)
+    _validate_proxies(server, problems)
+    for origin in server.allowed_origins:
+        if "://" not in origin or origin.rstrip("/").count("/") != 2:
+            problems.append(
+                f"server.allowed_origins: '{origin}' is not an origin; write scheme://host[:port]"
+            )
+    if not server.is_loopback and not server.tls_enabled and not server.trusted_proxies:
+        if not server.allow_plain_http_remote:
+            problems.append(
+                f"server.host {server.host or '(all interfaces)'} is reachable from the network but "
+                "the server has neither TLS nor trusted proxies, so passwords would cross it in "
+                "clear text: set server.ssl_certfile and server.ssl_keyfile, or run behind a TLS "
+                "proxy listed in server.trusted_proxies, or set server.allow_plain_http_remote: true "
+                "to accept the risk"
+            )
+        else:
+            warnings.append(
+                f"serving plain HTTP on {server.host}: passwords and cookies cross the network unencrypted"
+            )
+    if server.trusted_proxies and not server.is_loopback and not server.tls_enabled:
+        warnings.append(
+            f"server.host {server.host} is not loopback although trusted proxies are set: clients "
+            "can bypass the proxy; bind 127.0.0.1 or firewall the port so only the proxy reaches it"
+        )
+    warnings.extend(_deployment_warnings(server))
+    if server.processes > 1 and config.database.is_sqlite:
+        problems.append(
+            f"server.processes: {server.processes} needs PostgreSQL in database.url; SQLite serves "
+            "one process, and separate processes need PostgreSQL to share revocations and events"
+        )
+    secret = config.secret_path
+    if secret.exists():
+        mode = stat.S_IMODE(secret.stat().st_mode)
+        if mode & 0o077:
+            problems.append(
+                f"auth.secret_file {secret} is readable by group or others (mode {mode:o}); "
+                f"run: chmod 600 {secret}"
+            )
+    return warnings
+
+
+def _deployment_warnings(server: ServerConfig) -> list[str]:
+    """Settings that work but defeat themselves; each is a failure docs/deploy.md troubleshoots."""
+    warnings: list[str] = []
+    origins = [origin.rstrip("/") for origin in server.allowed_origins]
+    plain = [origin for origin in origins if origin.lower().startswith("http://")]
+    secure = [origin for origin in origins if origin.lower().startswith("https://")]
+    # The lab is known to be reached over HTTPS when it serves TLS itself, or when the sysadmin
+    # lists HTTPS origins for it.
+    if plain and (server.tls_enabled or secure):
+        warnings.append(
+            f"server.allowed_origins: {', '.join(plain)} "
+            f"{'is a plain-HTTP origin' if len(plain) == 1 else 'are plain-HTTP origins'} although "
+            "the lab is served over HTTPS; a page from such an origin can be altered on the network "
+            "and would then open WebSockets with the user's cookie; list https:// origins only"
+        )
+    if secure and not server.tls_enabled and not server.trusted_proxies:
+        warnings.append(
+            "server.allowed_origins names HTTPS origins but the server has neither TLS nor trusted "
+            "proxies; behind a TLS proxy, list the proxy in server.trusted_proxies, or session cookies "
+            "lack Secure and every client's IP address is the proxy's"
+        )
+    if server.allowed_hosts and not server.is_loopback:
+        warnings.append(
+            f"server.allowed_hosts has no effect on server.host {server.host}: Host is checked only "
+            "on a loopback bind; on the network, let the proxy's server_name refuse other names"
+        )
+    if server.is_loopback and server.trusted_proxies:
+        reachable = _loopback_networks(server.host)
+        unreachable = [
+            entry
+            for entry, network in _parsed_networks(server.trusted_proxies)
+            if not any(network.version == own.version and network.overlaps(own) for own in reachable)
+        ]
+        if unreachable:
+            warnings.append(
+                f"server.trusted_proxies: {', '.join(unreachable)} can never connect to server.host "
+                f"{server.host}, a loopback address; list the address the proxy connects from "
+                "(127.0.0.1 for nginx on this machine with upstream 127.0.0.1)"
+            )
+    return warnings
+
+
+def _loopback_networks(host: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """The addresses a peer of a loopback bind can have."""
+    ipv4, ipv6 = ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")
+    if host == "localhost":
+        return (ipv4, ipv6)
+    return (ipv4,) if ipaddress.ip_address(host).version == 4 else (ipv6,)
+
+
+def _parsed_networks(
+    entries: tuple[str, ...],
+) -> list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]]:
+    parsed = []
+    for entry in entries:
+        try:
+            parsed.append((entry, ipaddress.ip_network(entry, strict=False)))
+        except ValueError:
+            continue  # reported as a problem by _validate_proxies
+    return parsed
+
+
+def _validate_tls(server: ServerConfig, problems: list[str]) -> None:
+    cert, key, ca = server.ssl_certfile, server.ssl_keyfile, server.ssl_ca_certs
+    if bool(cert) != bool(key):
+        given, missing = ("ssl_certfile", "ssl_keyfile") if cert else ("ssl_keyfile", "ssl_certfile")
+        problems.append(f"server.{given} is set but server.{missing} is not; set both or neither")
+        return
+    if ca and not cert:
+        problems.append("server.ssl_ca_certs needs server.ssl_certfile and server.ssl_keyfile")
+        return
+    if not cert:
+        return
+    unusable = False
+    for name, path in (("ssl_certfile", cert), ("ssl_keyfile", key), ("ssl_ca_certs", ca)):
+        if not path:
+            continue
+        if not os.path.exists(path):
+            state = "does not exist"
+        elif not os.path.isfile(path):
+            state = "is not a file"
+        elif not os.access(path, os.R_OK):
+            state = "is not readable"
+        else:
+            continue
+        problems.append(f"server.{name}: {path} {state}")
+        unusable = True
+    if not unusable:
+        _check_tls_files(cert, key, ca, problems)
+
+
+class _EncryptedKey(Exception):
+    """Raised from the passphrase callback: a server started by systemd has nobody to ask."""
+
+
+def _refuse_passphrase() -> str:
+    raise _EncryptedKey
+
+
+def _check_tls_files(cert: str, key: str, ca: str | None, problems: list[str]) -> None:
+    """Load the files one at a time into an `ssl.SSLContext`, so that each line names the file at fault."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_verify_locations(cafile=cert)
+    except OSError:  # ssl.SSLError included
+        problems.append(f"server.ssl_certfile: {cert} holds no PEM certificate")
+        return
+    try:
+        context.load_cert_chain(cert, key, password=_refuse_passphrase)
+    except _EncryptedKey:
+        problems.append(
+            f"server.ssl_keyfile: {key} is encrypted and the server cannot ask for its passphrase; "
+            f"write it unencrypted (openssl pkey -in {key} -out NEW.key) and chmod 600 it"
+        )
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            problems.append(f"server.ssl_keyfile {key} does not match server.ssl_certfile {cert}")
+        else:
+            problems.append(f"server.ssl_keyfile: {key} holds no usable PEM private key")
+    except OSError as exc:
+        problems.append(f"server.ssl_keyfile: {key} cannot be read: {exc.strerror or exc}")
+    if ca:
+        try:
+            context.load_verify_locations(cafile=ca)
+        except OSError:
+            problems.append(f"server.ssl_ca_certs: {ca} holds no PEM CA certificate")
+
+
+def build_ssl_context(server: ServerConfig) -> ssl.SSLContext:
+    """TLS 1.2+ server context; with a CA bundle, client certificates are required."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(server.ssl_certfile, server.ssl_keyfile)
+    if server.ssl_ca_certs:
+        context.load_verify_locations(cafile=server.ssl_ca_certs)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def _validate_proxies(server: ServerConfig, problems: list[str]) -> None:
+    for entry in server.trusted_proxies:
+        try:
+            network = ipaddress.ip_network(entry, strict=True)
+        except ValueError:
+            try:
+                meant = ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                problems.append(f"server.trusted_proxies: '{entry}' is not an IP address or CIDR")
+                continue
+            problems.append(f"server.trusted_proxies: '{entry}' has host bits set; did you mean '{meant}'?")
+            continue
+        floor = MIN_IPV4_PREFIX if network.version == 4 else MIN_IPV6_PREFIX
+        if network.prefixlen < floor:
+            problems.append(
+                f"server.trusted_proxies: '{entry}' is too broad (shorter than /{floor}); "
+                "list the proxy's own address"
+            )
