@@ -164,8 +164,12 @@ def write_config(directory: Path, database_url: str, **sections: dict[str, Any])
 class ServerProcess:
     """`synthorg-tornado serve` in a subprocess; its log is a file the tests can read."""
 
-    def __init__(self, config_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config_path: Path, env: dict[str, str] | None = None, program: list[str] | None = None
+    ) -> None:
         self.config_path = config_path
+        # How the server is started: this interpreter on the checkout, or an installed script.
+        self.program = program or [sys.executable, "-m", "synthorg_tornado"]
         self.log_path = config_path.parent / f"server-{time.monotonic_ns()}.log"
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen | None = None
@@ -174,7 +178,7 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "synthorg_tornado", "serve", "--config", str(self.config_path)],
+            [*self.program, "serve", "--config", str(self.config_path)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=self.env,
