@@ -8,7 +8,9 @@ BIN := $(VENV)/bin
 serve: $(VENV)/.installed
 	$(BIN)/synthorg-tornado serve
 
-test: $(VENV)/.installed
+test:
+	bash tests/system_packages.sh
+	$(MAKE) $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
