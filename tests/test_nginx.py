@@ -260,6 +260,13 @@ def test_session_shows_the_real_client_ip_whatever_the_client_claims(site: Deplo
     assert line.group(2, 3) == (CLIENT_IP, "https")
 
 
+def test_head_probes_of_health_and_liveness_pass_through_nginx(site: Deployment) -> None:
+    for path in ("/api/v1/health", "/api/v1/health/live"):
+        reply = site.client().request("HEAD", path)
+        assert reply.status == 200, path
+        assert reply.body == b""
+
+
 def test_xsrf_protected_write_with_the_cookie_works_through_nginx(site: Deployment) -> None:
     browser, _ = site.login_cookie()
     refused = browser.patch("/api/v1/me", {"display_name": "Through nginx"})

@@ -1,4 +1,11 @@
-"""`GET /api/v1/health`: liveness plus a database check, for load balancers and monitors."""
+"""Health for load balancers, monitors and orchestrators.
+
+- `/api/v1/health` is readiness: the process answers AND its database does (503 when not).
+- `/api/v1/health/live` is liveness: the process answers; it never asks the database, so an
+  orchestrator does not restart a healthy process during a database outage.
+
+Both answer HEAD as well as GET, because many load-balancer probes send HEAD.
+"""
 
 from __future__ import annotations
 
@@ -23,5 +30,29 @@ class HealthHandler(ApiHandler):
             status=200 if database_ok else 503,
         )
 
+    @allow_anonymous
+    async def head(self) -> None:
+        # Tornado sends the headers of the GET answer and drops its body for HEAD.
+        await self.get()
 
-default_handlers = [(r"api/v1/health", HealthHandler)]
+
+class LivenessHandler(ApiHandler):
+    @allow_anonymous
+    def get(self) -> None:
+        self.write_json(
+            {
+                "status": "ok",
+                "version": __version__,
+                "uptime_seconds": round(time.monotonic() - self.services.started_at, 3),
+            }
+        )
+
+    @allow_anonymous
+    def head(self) -> None:
+        self.get()
+
+
+default_handlers = [
+    (r"api/v1/health", HealthHandler),
+    (r"api/v1/health/live", LivenessHandler),
+]
