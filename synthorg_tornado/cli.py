@@ -7,28 +7,30 @@ problems (one line each), 1 for anything else. Never a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from synthorg_tornado import __version__
+from synthorg_tornado import __version__, cli_db
 from synthorg_tornado.auth import roles
 from synthorg_tornado.auth.audit import Actor
+from synthorg_tornado.cli_support import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_OK,
+    CommandError,
+    first_line,
+    leaf,
+    run_db,
+)
 from synthorg_tornado.config import Config, ConfigError, describe, load_config, resolve_config_path
 from synthorg_tornado.errors import LabError
 from synthorg_tornado.logs import setup_logging
 
 if TYPE_CHECKING:
     from synthorg_tornado.services import Services
-
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
-
-
-class CommandError(Exception):
-    """A command failed for a reason the user can act on; the message is the one line shown."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except Exception as exc:
         logging.getLogger("synthorg.cli").debug("command failed", exc_info=True)
-        print(f"error: {type(exc).__name__}: {_first_line(exc)}", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {first_line(exc)}", file=sys.stderr)
         return EXIT_FAILURE
 
 
@@ -75,14 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[common], help="run the server")
     serve.set_defaults(command=cmd_serve)
 
-    db = commands.add_parser("db", parents=[common], help="database schema")
-    db_commands = db.add_subparsers(title="db commands", metavar="ACTION", required=True)
-    _leaf(db_commands, "upgrade", "apply pending migrations", cmd_db_upgrade, common)
-    _leaf(db_commands, "current", "show the schema revision", cmd_db_current, common)
+    cli_db.add_commands(commands, common)
 
     user = commands.add_parser("user", parents=[common], help="manage user accounts")
     user_commands = user.add_subparsers(title="user commands", metavar="ACTION", required=True)
-    add = _leaf(
+    add = leaf(
         user_commands,
         "add",
         "create a user (password from a prompt or --password-stdin)",
@@ -93,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--role", default="member", choices=roles.ROLES)
     add.add_argument("--display-name", default="")
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    _leaf(user_commands, "list", "list users", cmd_user_list, common)
-    passwd = _leaf(
+    leaf(user_commands, "list", "list users", cmd_user_list, common)
+    passwd = leaf(
         user_commands, "passwd", "set a user's password (revokes their sessions)", cmd_user_passwd, common
     )
     passwd.add_argument("name")
@@ -103,30 +102,30 @@ def build_parser() -> argparse.ArgumentParser:
         ("disable", "disable a user and end their sessions"),
         ("enable", "enable a user"),
     ):
-        _leaf(user_commands, action, help_text, cmd_user_toggle, common).add_argument("name")
-    set_role = _leaf(user_commands, "set-role", "change a user's role", cmd_user_set_role, common)
+        leaf(user_commands, action, help_text, cmd_user_toggle, common).add_argument("name")
+    set_role = leaf(user_commands, "set-role", "change a user's role", cmd_user_set_role, common)
     set_role.add_argument("name")
     set_role.add_argument("role", choices=roles.ROLES)
 
     token = commands.add_parser("token", parents=[common], help="manage personal API tokens")
     token_commands = token.add_subparsers(title="token commands", metavar="ACTION", required=True)
-    create = _leaf(
+    create = leaf(
         token_commands, "create", "create an API token for a user (printed once)", cmd_token_create, common
     )
     create.add_argument("name", help="what the token is for")
     create.add_argument("--user", required=True, help="the token's owner")
     create.add_argument("--expires-days", type=int, default=None)
-    _leaf(token_commands, "list", "list a user's tokens", cmd_token_list, common).add_argument(
+    leaf(token_commands, "list", "list a user's tokens", cmd_token_list, common).add_argument(
         "--user", required=True
     )
-    _leaf(token_commands, "revoke", "revoke a token by id", cmd_token_revoke, common).add_argument(
+    leaf(token_commands, "revoke", "revoke a token by id", cmd_token_revoke, common).add_argument(
         "id", type=int
     )
 
     sessions = commands.add_parser("sessions", parents=[common], help="list or revoke login sessions")
     session_commands = sessions.add_subparsers(title="sessions commands", metavar="ACTION", required=True)
-    _leaf(session_commands, "list", "list live sessions", cmd_sessions_list, common).add_argument("--user")
-    revoke = _leaf(
+    leaf(session_commands, "list", "list live sessions", cmd_sessions_list, common).add_argument("--user")
+    revoke = leaf(
         session_commands, "revoke", "revoke one session, a user's, or all", cmd_sessions_revoke, common
     )
     revoke.add_argument("session_id", nargs="?")
@@ -135,20 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     cfg = commands.add_parser("config", parents=[common], help="check or show the configuration")
     cfg_commands = cfg.add_subparsers(title="config commands", metavar="ACTION", required=True)
-    _leaf(cfg_commands, "check", "validate config.yaml and the environment", cmd_config_check, common)
-    _leaf(cfg_commands, "show", "print effective values and their sources", cmd_config_show, common)
-    return parser
-
-
-def _leaf(
-    group: argparse._SubParsersAction,
-    name: str,
-    help_text: str,
-    command: Callable[[Config, argparse.Namespace], int],
-    common: argparse.ArgumentParser,
-) -> argparse.ArgumentParser:
-    parser = group.add_parser(name, parents=[common], help=help_text, description=help_text)
-    parser.set_defaults(command=command, command_name=name)
+    leaf(cfg_commands, "check", "validate config.yaml and the environment", cmd_config_check, common)
+    leaf(cfg_commands, "show", "print effective values and their sources", cmd_config_show, common)
     return parser
 
 
@@ -164,41 +151,6 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
         raise CommandError(
             f"cannot listen on {config.server.host}:{config.server.port}: {exc.strerror}"
         ) from None
-
-
-def cmd_db_upgrade(config: Config, args: argparse.Namespace) -> int:
-    from synthorg_tornado.db import migrate
-    from synthorg_tornado.db.engine import Database
-
-    async def upgrade() -> str | None:
-        database = Database(config.database)
-        try:
-            await migrate.upgrade(database)
-            return await migrate.current_revision(database)
-        finally:
-            await database.dispose()
-
-    revision = _run_db(upgrade, config)
-    print(f"database {config.database.masked_url} is at revision {revision}")
-    return EXIT_OK
-
-
-def cmd_db_current(config: Config, args: argparse.Namespace) -> int:
-    from synthorg_tornado.db import migrate
-    from synthorg_tornado.db.engine import Database
-
-    async def current() -> str | None:
-        database = Database(config.database)
-        try:
-            return await migrate.current_revision(database)
-        finally:
-            await database.dispose()
-
-    revision = _run_db(current, config)
-    head = migrate.head_revision()
-    state = "up to date" if revision == head else f"behind; head is {head}, run: synthorg-tornado db upgrade"
-    print(f"{revision or '(empty)'} ({state})")
-    return EXIT_OK
 
 
 def cmd_config_check(config: Config, args: argparse.Namespace) -> int:
@@ -242,7 +194,7 @@ def _with_services(config: Config, work: Callable[[Services], Awaitable[int]]) -
             await services.close()
 
     try:
-        return _run_db(run, config)
+        return run_db(run, config)
     except LabError as error:
         raise CommandError(error.detail) from None
 
@@ -384,19 +336,3 @@ def cmd_sessions_revoke(config: Config, args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return _with_services(config, work)
-
-
-def _run_db(coroutine_factory: Callable, config: Config):  # type: ignore[no-untyped-def]
-    try:
-        return asyncio.run(coroutine_factory())
-    except OSError as exc:
-        raise CommandError(f"cannot reach the database {config.database.masked_url}: {exc}") from None
-    except Exception as exc:
-        if type(exc).__module__.startswith("sqlalchemy"):
-            raise CommandError(f"database {config.database.masked_url} failed: {_first_line(exc)}") from None
-        raise
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
