@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from synthorg_tornado.cli_support import EXIT_OK, CommandError, leaf, run_db
@@ -66,22 +67,25 @@ def cmd_db_current(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_db_backup(config: Config, args: argparse.Namespace) -> int:
-    from synthorg_tornado.db.backup import BackupError, backup
+    from synthorg_tornado.db import backup
 
-    try:
-        backup(config.database.url, args.path.expanduser().resolve())
-    except BackupError as exc:
-        raise CommandError(str(exc)) from None
+    _copy(backup.backup, config, args.path)
     print(f"database {config.database.masked_url} backed up to {args.path} (mode 0600)")
     return EXIT_OK
 
 
 def cmd_db_restore(config: Config, args: argparse.Namespace) -> int:
-    from synthorg_tornado.db.backup import BackupError, restore
+    from synthorg_tornado.db import backup
 
-    try:
-        restore(config.database.url, args.path.expanduser().resolve())
-    except BackupError as exc:
-        raise CommandError(str(exc)) from None
+    _copy(backup.restore, config, args.path)
     print(f"database {config.database.masked_url} restored from {args.path}")
     return EXIT_OK
+
+
+def _copy(operation: Callable[[str, Path], None], config: Config, path: Path) -> None:
+    from synthorg_tornado.db.backup import BackupError
+
+    try:
+        operation(config.database.url, path.expanduser().resolve())
+    except BackupError as exc:
+        raise CommandError(str(exc)) from None
