@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import stat
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
@@ -163,6 +164,14 @@ def cmd_config_check(config: Config, args: argparse.Namespace) -> int:
         raise ConfigError(problems)
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    database_file = config.database.sqlite_path
+    if database_file is not None:
+        state = (
+            f"mode {stat.S_IMODE(database_file.stat().st_mode):o}"
+            if database_file.exists()
+            else "will be created with mode 600"
+        )
+        print(f"database file {database_file}: {state}")
     print(f"config OK: {config.path}")
     return EXIT_OK
 

@@ -110,6 +110,16 @@ class DatabaseConfig:
         return parsed is not None and parsed.get_backend_name() == "postgresql"
 
     @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file, or None (PostgreSQL, in-memory, unparseable)."""
+        parsed = parse_url(self.url)
+        if parsed is None or parsed.get_backend_name() != "sqlite":
+            return None
+        if not parsed.database or parsed.database == ":memory:":
+            return None
+        return Path(parsed.database)
+
+    @property
     def masked_url(self) -> str:
         return make_url(self.url).render_as_string(hide_password=True)
 

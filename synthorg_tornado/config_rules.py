@@ -105,6 +105,7 @@ def validate(config: Config, problems: list[str]) -> list[str]:
             f"server.processes: {server.processes} needs PostgreSQL in database.url; SQLite serves "
             "one process, and separate processes need PostgreSQL to share revocations and events"
         )
+    warnings.extend(_database_file_warnings(config))
     secret = config.secret_path
     if secret.exists():
         mode = stat.S_IMODE(secret.stat().st_mode)
@@ -114,6 +115,22 @@ def validate(config: Config, problems: list[str]) -> list[str]:
                 f"run: chmod 600 {secret}"
             )
     return warnings
+
+
+def _database_file_warnings(config: Config) -> list[str]:
+    """The SQLite files hold password and token hashes: new ones are created 0600."""
+    path = config.database.sqlite_path
+    if path is None:
+        return []
+    found = []
+    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if candidate.exists() and stat.S_IMODE(candidate.stat().st_mode) & 0o077:
+            mode = stat.S_IMODE(candidate.stat().st_mode)
+            found.append(
+                f"database file {candidate} is readable by group or others (mode {mode:o}) and holds "
+                f"password and token hashes; run: chmod 600 {candidate}"
+            )
+    return found
 
 
 def _deployment_warnings(server: ServerConfig) -> list[str]:

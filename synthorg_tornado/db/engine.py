@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
@@ -29,6 +31,7 @@ class Database:
 
     def __init__(self, config: DatabaseConfig) -> None:
         self.config = config
+        create_private_sqlite_file(config)
         self.engine: AsyncEngine = _make_engine(config)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
@@ -57,6 +60,19 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def create_private_sqlite_file(config: DatabaseConfig) -> None:
+    """Create a new SQLite database file 0600 before SQLite does (it would use the umask, often
+    0644). It holds password and token hashes; SQLite gives its `-wal` and `-shm` files the mode
+    of the database file, so they are private too. An existing file is left as it is (`config
+    check` warns when others can read it)."""
+    path = config.sqlite_path
+    if path is None or path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 @contextmanager
