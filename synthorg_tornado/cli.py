@@ -164,6 +164,7 @@ def cmd_config_check(config: Config, args: argparse.Namespace) -> int:
         raise ConfigError(problems)
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    print(f"config OK: {config.path}")
     database_file = config.database.sqlite_path
     if database_file is not None:
         state = (
@@ -172,7 +173,6 @@ def cmd_config_check(config: Config, args: argparse.Namespace) -> int:
             else "will be created with mode 600"
         )
         print(f"database file {database_file}: {state}")
-    print(f"config OK: {config.path}")
     return EXIT_OK
 
 

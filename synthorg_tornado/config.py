@@ -166,6 +166,18 @@ class LoggingConfig:
     access_log: bool = _key(True, "One line per request.")
 
 
+@dataclass(frozen=True)
+class MetricsConfig:
+    allow_networks: tuple[str, ...] = _key(
+        ("127.0.0.0/8", "::1/128"), "CIDRs that may scrape /metrics without credentials."
+    )
+    token_file: str | None = _key(None, "File with a bearer token for scrapers (Prometheus).", path=True)
+
+    @property
+    def networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(entry, strict=False) for entry in self.allow_networks)
+
+
 SECTIONS: dict[str, type] = {
     "server": ServerConfig,
     "database": DatabaseConfig,
@@ -173,6 +185,7 @@ SECTIONS: dict[str, type] = {
     "websocket": WebSocketConfig,
     "settings": SettingsConfig,
     "logging": LoggingConfig,
+    "metrics": MetricsConfig,
 }
 
 
@@ -187,6 +200,7 @@ class Config:
     websocket: WebSocketConfig
     settings: SettingsConfig
     logging: LoggingConfig
+    metrics: MetricsConfig
     sources: Mapping[str, str]
     warnings: tuple[str, ...] = ()
 

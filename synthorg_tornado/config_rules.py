@@ -106,6 +106,7 @@ def validate(config: Config, problems: list[str]) -> list[str]:
             "one process, and separate processes need PostgreSQL to share revocations and events"
         )
     warnings.extend(_database_file_warnings(config))
+    _validate_metrics(config, problems)
     secret = config.secret_path
     if secret.exists():
         mode = stat.S_IMODE(secret.stat().st_mode)
@@ -115,6 +116,30 @@ def validate(config: Config, problems: list[str]) -> list[str]:
                 f"run: chmod 600 {secret}"
             )
     return warnings
+
+
+def _validate_metrics(config: Config, problems: list[str]) -> None:
+    for entry in config.metrics.allow_networks:
+        try:
+            ipaddress.ip_network(entry, strict=True)
+        except ValueError:
+            problems.append(f"metrics.allow_networks: '{entry}' is not an IP network in CIDR form")
+    path = config.metrics.token_file
+    if path is None:
+        return
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"metrics.token_file: {path} cannot be read: {getattr(exc, 'strerror', None) or exc}")
+        return
+    if mode & 0o077:
+        problems.append(f"metrics.token_file {path} is readable by group or others; run: chmod 600 {path}")
+    if len(token) < 16:
+        problems.append(
+            f"metrics.token_file {path} holds fewer than 16 characters; write a long random token "
+            "(for example: openssl rand -hex 32)"
+        )
 
 
 def _database_file_warnings(config: Config) -> list[str]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -22,8 +25,18 @@ class _CallbackCounter(Collector):
         yield CounterMetricFamily(self.name, self.documentation, value=self.read())
 
 
+def read_scrape_token(path: str | None) -> bytes | None:
+    """The SHA-256 digest of `metrics.token_file`, read once at start-up (config check has
+    validated it), so a request compares digests in constant time and the token itself is not
+    kept in memory."""
+    if path is None:
+        return None
+    return hashlib.sha256(Path(path).read_text(encoding="utf-8").strip().encode()).digest()
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, scrape_token_digest: bytes | None = None) -> None:
+        self.scrape_token_digest = scrape_token_digest
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "synthorg_http_requests",
@@ -63,6 +76,12 @@ class Metrics:
             )
         children[0].inc()
         children[1].observe(seconds)
+
+    def is_scrape_token(self, presented: str) -> bool:
+        if self.scrape_token_digest is None:
+            return False
+        digest = hashlib.sha256(presented.encode(errors="replace")).digest()
+        return hmac.compare_digest(digest, self.scrape_token_digest)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -26,7 +26,7 @@ from synthorg_tornado.auth.users import UserService
 from synthorg_tornado.clock import utcnow
 from synthorg_tornado.config import Config
 from synthorg_tornado.db.engine import Database
-from synthorg_tornado.metrics import Metrics
+from synthorg_tornado.metrics import Metrics, read_scrape_token
 from synthorg_tornado.realtime.bus import LocalBus
 from synthorg_tornado.realtime.hub import Hub
 from synthorg_tornado.settings.registry import SettingsRegistry
@@ -108,7 +108,7 @@ def build_services(config: Config, secret: bytes, environ: Mapping[str, str] | N
         lockout_seconds=lambda: auth_config.lockout_minutes * 60.0,
     )
     login = LoginService(user_service, sessions, hasher, limiter, audit_log)
-    metrics_registry = Metrics()
+    metrics_registry = Metrics(read_scrape_token(config.metrics.token_file))
     metrics_registry.watch(
         active_sessions=lambda: sessions.cache.active_count(utcnow()),
         failed_logins=lambda: login.failed_logins,

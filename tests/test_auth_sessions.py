@@ -267,9 +267,12 @@ def test_audit_log_records_logins_logout_and_revocations_without_secrets(lab: La
 
 
 def test_metrics_need_admin_or_token(lab: Lab) -> None:
-    assert lab.client().get("/metrics").status == 401
+    # From loopback with no credentials is metrics.allow_networks (tests/test_metrics_access.py);
+    # a relayed request is not.
+    relayed = {"X-Forwarded-For": "198.51.100.7"}
+    assert lab.client(headers=relayed).get("/metrics").status == 401
     member = lab.create_user()
-    client, _ = lab.login(member["username"])
+    client, _ = lab.login(member["username"], headers=relayed)
     assert client.get("/metrics").status == 403
     reply = lab.admin.get("/metrics")
     assert reply.status == 200

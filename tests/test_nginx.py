@@ -260,6 +260,14 @@ def test_session_shows_the_real_client_ip_whatever_the_client_claims(site: Deplo
     assert line.group(2, 3) == (CLIENT_IP, "https")
 
 
+def test_metrics_are_not_served_on_the_public_site(site: Deployment) -> None:
+    reply = site.client().get("/metrics")
+    assert reply.status == 404 and b"synthorg_http_requests_total" not in reply.body
+    # Even past nginx's rule, a relayed request from loopback is not a trusted scraper.
+    relayed = site.lab.client(headers={"X-Forwarded-For": "198.51.100.7"}).get("/metrics")
+    assert relayed.status == 401
+
+
 def test_head_probes_of_health_and_liveness_pass_through_nginx(site: Deployment) -> None:
     for path in ("/api/v1/health", "/api/v1/health/live"):
         reply = site.client().request("HEAD", path)

@@ -1,6 +1,16 @@
-"""`GET /metrics` in Prometheus text format, for admins and API tokens (scrapers)."""
+"""`GET /metrics` in Prometheus text format.
+
+Who may scrape, in order:
+- a client in `metrics.allow_networks` (loopback by default) whose request no proxy relayed, so a
+  Prometheus on the same host or network needs no credentials, while the same path reached through
+  nginx (which always adds forwarding headers) does;
+- a scraper presenting the token of `metrics.token_file` (Prometheus's `bearer_token_file`);
+- an admin's session, or any API token.
+"""
 
 from __future__ import annotations
+
+import ipaddress
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -8,17 +18,38 @@ from synthorg_tornado.auth import roles
 from synthorg_tornado.auth.identity import TOKEN
 from synthorg_tornado.errors import PermissionDenied
 from synthorg_tornado.handlers.base import ApiHandler
-from synthorg_tornado.handlers.decorators import authenticated
+from synthorg_tornado.handlers.decorators import allow_anonymous
+
+FORWARDING_HEADERS = ("X-Forwarded-For", "X-Real-IP", "Forwarded")
 
 
 class MetricsHandler(ApiHandler):
-    @authenticated
+    @allow_anonymous  # the access rule is `require_scrape_access`, first thing below
     async def get(self) -> None:
-        if self.identity.kind != TOKEN and self.identity.user.role != roles.ADMIN:
-            raise PermissionDenied("Metrics need an admin session or an API token.")
+        self.require_scrape_access()
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
         self.set_header("Cache-Control", "no-store")
         self.finish(self.services.metrics.render())
+
+    def require_scrape_access(self) -> None:
+        if self.from_scrape_network() or self.has_scrape_token():
+            return
+        self.require_identity()
+        if self.identity.kind != TOKEN and self.identity.user.role != roles.ADMIN:
+            raise PermissionDenied("Metrics need an admin session, an API token or the scrape token.")
+
+    def from_scrape_network(self) -> bool:
+        if any(name in self.request.headers for name in FORWARDING_HEADERS) or self.via_proxy:
+            return False
+        try:
+            address = ipaddress.ip_address(self.request.remote_ip or "")
+        except ValueError:
+            return False
+        return any(address in network for network in self.config.metrics.networks)
+
+    def has_scrape_token(self) -> bool:
+        scheme, _, presented = self.request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and self.services.metrics.is_scrape_token(presented.strip())
 
 
 default_handlers = [(r"metrics", MetricsHandler)]
