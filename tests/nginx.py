@@ -29,6 +29,8 @@ SHIPPED_UPSTREAM = "server 127.0.0.1:8888;"
 SHIPPED_CERTIFICATE = "/etc/ssl/synthorg/fullchain.pem"
 SHIPPED_KEY = "/etc/ssl/synthorg/privkey.pem"
 SHIPPED_WEBROOT = "/var/www/letsencrypt"
+SHIPPED_MAINTENANCE_ROOT = "root /var/www/synthorg-maintenance;"
+MAINTENANCE_PAGE = REPO / "deploy" / "nginx" / "maintenance.html"
 SHIPPED_REDIRECT = "return 301 https://$host$request_uri;"
 SHIPPED_PROXY_LOCATION = "location / {\n        proxy_pass http://synthorg;"
 SHIPPED_WS_LOCATION = "location /api/v1/ws {"
@@ -85,6 +87,7 @@ def render_site(
     key: Path,
     webroot: Path,
     upstream: str,
+    maintenance_root: Path,
     base_url: str = "/",
     ipv6: bool = True,
 ) -> str:
@@ -107,6 +110,7 @@ def render_site(
     text = _replace(text, SHIPPED_CERTIFICATE, str(certificate))
     text = _replace(text, SHIPPED_KEY, str(key))
     text = _replace(text, SHIPPED_WEBROOT, str(webroot))
+    text = _replace(text, SHIPPED_MAINTENANCE_ROOT, f"root {maintenance_root};")
     text = _replace(text, SHIPPED_UPSTREAM, f"server {upstream};")
     if base_url != "/":
         text = _replace(text, SHIPPED_PROXY_LOCATION, SHIPPED_PROXY_LOCATION.replace("/", base_url, 1))
@@ -131,13 +135,15 @@ class NginxServer:
         self.https_port = free_port()
         self.server_name = server_name
         self.webroot = root / "webroot"
+        self.maintenance_root = root / "maintenance"
         self.site_path = root / "synthorg.conf"
         self.conf_path = root / "nginx.conf"
         self.error_log = root / "error.log"
         self.process: subprocess.Popen | None = None
 
-        for folder in (root / "temp", self.webroot):
+        for folder in (root / "temp", self.webroot, self.maintenance_root):
             folder.mkdir(parents=True, exist_ok=True)
+        (self.maintenance_root / "maintenance.html").write_bytes(MAINTENANCE_PAGE.read_bytes())
         self.site_path.write_text(
             render_site(
                 SHIPPED_CONF.read_text(),
@@ -148,6 +154,7 @@ class NginxServer:
                 key=key,
                 webroot=self.webroot,
                 upstream=upstream,
+                maintenance_root=self.maintenance_root,
                 base_url=base_url,
                 ipv6=ipv6_loopback_available(),
             )

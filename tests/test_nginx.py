@@ -25,7 +25,7 @@ from tornado.websocket import WebSocketClientConnection
 from tests.client import Client
 from tests.nginx import NginxServer
 from tests.realtime import connect, receive_until, request
-from tests.servers import USER_PASSWORD, Lab, ServerProcess, make_certificate, write_config
+from tests.servers import USER_PASSWORD, Lab, ServerProcess, free_port, make_certificate, write_config
 
 CLIENT_IP = "127.0.0.2"
 SPOOFED = {
@@ -266,6 +266,22 @@ def test_metrics_are_not_served_on_the_public_site(site: Deployment) -> None:
     # Even past nginx's rule, a relayed request from loopback is not a trusted scraper.
     relayed = site.lab.client(headers={"X-Forwarded-For": "198.51.100.7"}).get("/metrics")
     assert relayed.status == 401
+
+
+def test_a_restarting_backend_shows_the_maintenance_page(
+    tmp_path: Path, certificate: tuple[Path, Path]
+) -> None:
+    # Nothing listens upstream, as during a restart: nginx answers 502 with the shipped page.
+    nginx = NginxServer(
+        tmp_path, upstream=f"127.0.0.1:{free_port()}", certificate=certificate[0], key=certificate[1]
+    ).start()
+    try:
+        reply = Client(nginx.https_url, context=trusting(certificate[0])).get("/sessions")
+    finally:
+        nginx.stop()
+    assert reply.status == 502
+    assert b"Back in a moment" in reply.body
+    assert reply.headers.get_all("Strict-Transport-Security") == [HSTS]
 
 
 def test_head_probes_of_health_and_liveness_pass_through_nginx(site: Deployment) -> None:
