@@ -26,6 +26,7 @@ from synthorg_tornado.db import migrate
 from synthorg_tornado.db.engine import Database
 from synthorg_tornado.proxies import TrustedProxies
 from synthorg_tornado.services import Services, build_services
+from synthorg_tornado.systemd import Notifier
 
 log = logging.getLogger("synthorg.server")
 
@@ -255,12 +256,19 @@ async def _serve(config: Config, secret: bytes, sockets: list[socket.socket]) ->
     await server.start(sockets)
     tune_garbage_collector()
     url = public_url(config, sockets)
+    notifier = Notifier()
+    if notifier.watchdog_seconds:
+        watchdog = PeriodicCallback(notifier.watchdog, notifier.watchdog_seconds * 1000)
+        watchdog.start()
+        server.periodic.append(watchdog)
     setup_token = await services.login.offer_setup()
     if setup_token is not None:
         # The one-time link is the whole point of this line: it must be printed.
         log.warning("No user exists yet. Open %ssetup?token=%s", url, setup_token)
     log.info("synthorg-tornado %s listening on %s", __version__, url)
+    notifier.ready(f"listening on {url}")
     await stopping.wait()
+    notifier.stopping()
     log.info("shutting down (grace %ss)", config.server.shutdown_grace_seconds)
     await server.stop()
     log.info("stopped")
