@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import os
 import stat
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -76,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     serve = commands.add_parser("serve", parents=[common], help="run the server")
+    serve.add_argument("--host", help="address to bind, instead of server.host")
+    serve.add_argument("--port", type=int, help="port to bind, instead of server.port")
     serve.set_defaults(command=cmd_serve)
 
     cli_db.add_commands(commands, common)
@@ -141,22 +144,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+    """Run the server. From here on every line, fatal ones included, goes through the configured
+    logging (format and level), so a JSON log collector sees why a start failed."""
     from synthorg_tornado import server
 
+    overrides = {
+        f"SYNTHORG_SERVER_{name.upper()}": str(value)
+        for name, value in (("host", args.host), ("port", args.port))
+        if value is not None
+    }
+    if overrides:
+        # Through the environment layer, so the values are validated like any other.
+        config = load_config(config.path, environ={**os.environ, **overrides})
     setup_logging(config.logging)
+    log = logging.getLogger("synthorg.server")
     for warning in config.warnings:
         logging.getLogger("synthorg.config").warning(warning)
     try:
         return server.run(config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("%s", problem)
+        return EXIT_CONFIG
     except OSError as exc:
-        raise CommandError(
-            f"cannot listen on {config.server.host}:{config.server.port}: {exc.strerror}"
-        ) from None
+        log.error("cannot listen on %s:%s: %s", config.server.host, config.server.port, exc.strerror or exc)
+        return EXIT_FAILURE
+    except Exception as exc:
+        log.debug("start-up failed", exc_info=True)
+        log.error("start-up failed: %s: %s", type(exc).__name__, first_line(exc))
+        return EXIT_FAILURE
 
 
 def cmd_config_check(config: Config, args: argparse.Namespace) -> int:
-    import os
-
     from synthorg_tornado.settings.registry import SettingsRegistry
 
     _, problems = SettingsRegistry().lower_sources(config, os.environ)

@@ -44,3 +44,6 @@ def setup_logging(config: LoggingConfig) -> None:
     logging.getLogger("tornado.access").disabled = True
     # SQL echo has its own switch (database.echo); INFO here would print every statement.
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    # Alembic narrates every start ("Context impl SQLiteImpl", ...) at INFO; the server logs one
+    # line of its own when a migration really runs. DEBUG still shows Alembic's detail.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if config.level == "DEBUG" else logging.WARNING)

@@ -194,10 +194,12 @@ async def prepare_database(config: Config) -> None:
     """Migrate (or check the schema is current) before serving, with a throwaway engine."""
     database = Database(config.database)
     try:
+        current, head = await migrate.current_revision(database), migrate.head_revision()
         if config.database.auto_upgrade:
-            await migrate.upgrade(database)
+            if current != head:
+                await migrate.upgrade(database)
+                log.info("database schema migrated from %s to %s", current or "nothing", head)
         else:
-            current, head = await migrate.current_revision(database), migrate.head_revision()
             if current != head:
                 raise ConfigError(
                     [

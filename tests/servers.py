@@ -165,9 +165,14 @@ class ServerProcess:
     """`synthorg-tornado serve` in a subprocess; its log is a file the tests can read."""
 
     def __init__(
-        self, config_path: Path, env: dict[str, str] | None = None, program: list[str] | None = None
+        self,
+        config_path: Path,
+        env: dict[str, str] | None = None,
+        program: list[str] | None = None,
+        serve_arguments: list[str] | None = None,
     ) -> None:
         self.config_path = config_path
+        self.serve_arguments = serve_arguments or []
         # How the server is started: this interpreter on the checkout, or an installed script.
         self.program = program or [sys.executable, "-m", "synthorg_tornado"]
         self.log_path = config_path.parent / f"server-{time.monotonic_ns()}.log"
@@ -178,7 +183,7 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(
-            [*self.program, "serve", "--config", str(self.config_path)],
+            [*self.program, "serve", *self.serve_arguments, "--config", str(self.config_path)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=self.env,

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.servers import REPO, ServerProcess, http_request, write_config
+from tests.servers import REPO, ServerProcess, free_port, http_request, write_config
 
 
 def test_shipped_config_serves_health_on_sqlite_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -133,4 +135,57 @@ def test_json_log_format_has_one_object_per_line_without_secrets(sqlite_url: str
     assert "hunter2-secret" not in log
     # Migrations ran in this process before serving, and the app's loggers still speak afterwards.
     assert all(json.loads(text) for text in log.splitlines() if text.strip())
-    assert "Running upgrade" in log and "listening on" in log
+    assert "database schema migrated from nothing" in log and "listening on" in log
+
+
+def test_fatal_start_up_errors_follow_the_json_log_format(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        "sqlite+aiosqlite:///lab.db",
+        database={"auto_upgrade": False},
+        logging={"format": "json", "level": "INFO"},
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "synthorg_tornado", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    lines = [json.loads(line) for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert lines[0]["level"] == "ERROR" and "run: synthorg-tornado db upgrade" in lines[0]["message"]
+
+
+def test_a_start_logs_one_migration_line_and_no_alembic_chatter(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "sqlite+aiosqlite:///lab.db")
+    first = ServerProcess(config).start()
+    assert first.terminate() == 0
+    assert "alembic" not in first.log()
+    assert len(re.findall(r"database schema migrated from nothing to \w+", first.log())) == 1
+    second = ServerProcess(config).start()
+    assert second.terminate() == 0
+    assert "alembic" not in second.log() and "migrated" not in second.log()
+
+
+def test_serve_host_and_port_override_the_file(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, "sqlite+aiosqlite:///lab.db")
+    server = ServerProcess(config, serve_arguments=["--host", "127.0.0.1", "--port", str(port)]).start()
+    try:
+        assert server.port == port
+        assert http_request(server.url + "api/v1/health/live").status == 200
+    finally:
+        assert server.terminate() == 0
+
+
+def test_serve_overrides_are_validated_like_the_file(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "sqlite+aiosqlite:///lab.db")
+    done = subprocess.run(
+        [sys.executable, "-m", "synthorg_tornado", "serve", "--port", "70000", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "server.port: must be at most 65535, got 70000" in done.stderr
