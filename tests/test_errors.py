@@ -77,7 +77,7 @@ async def test_unknown_page_is_plain_html_404(http_client, base_url) -> None:
 async def test_wrong_method_is_405_with_code_2002_and_allow_header(http_client, base_url) -> None:
     response = await fetch(http_client, base_url + "/api/v1/health", method="DELETE")
     assert_problem(response, 405, 2002)
-    assert response.headers["Allow"] == "GET"
+    assert response.headers["Allow"] == "GET, HEAD"
 
 
 @pytest.mark.gen_test
