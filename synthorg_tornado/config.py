@@ -74,6 +74,16 @@ class ServerConfig:
     hsts_max_age: int | None = _key(None, "HSTS max-age under HTTPS (0 turns HSTS off).", min=0)
     max_body_size: int = _key(1024 * 1024, "Largest accepted request body in bytes.", min=1024)
     shutdown_grace_seconds: int = _key(10, "Time allowed to close connections on shutdown.", min=0)
+    header_timeout_seconds: float = _key(
+        10, "A new connection must send its request headers within this.", min=0.1
+    )
+    body_timeout_seconds: float = _key(60, "A request body must arrive within this.", min=0.1)
+    keepalive_timeout_seconds: float = _key(
+        75, "An idle keep-alive connection is closed after this.", min=0.1
+    )
+    max_connections: int | None = _key(
+        None, "Open connections per process (unset: derived from the open-files limit).", min=1
+    )
 
     @property
     def tls_enabled(self) -> bool:

@@ -13,8 +13,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable
 
-from tornado import httputil, netutil, process
-from tornado.httpserver import HTTPServer
+from tornado import netutil, process
 from tornado.ioloop import PeriodicCallback
 from tornado.web import Application
 
@@ -22,6 +21,7 @@ from synthorg_tornado import __version__
 from synthorg_tornado.app import make_app
 from synthorg_tornado.auth.sync import POLL_SECONDS
 from synthorg_tornado.config import Config, ConfigError, build_ssl_context, ensure_secret
+from synthorg_tornado.connections import UNLIMITED_BODY, LabHTTPServer
 from synthorg_tornado.db import migrate
 from synthorg_tornado.db.engine import Database
 from synthorg_tornado.proxies import TrustedProxies
@@ -33,70 +33,18 @@ log = logging.getLogger("synthorg.server")
 ACTIVITY_FLUSH_SECONDS = 10
 
 
-class ForwardedHeadersDelegate(httputil.HTTPMessageDelegate):
-    """Applies `TrustedProxies` to one request.
-
-    The connection context is per TCP connection and outlives the request: the real peer is
-    remembered on it once, and every request on a keep-alive connection starts again from that
-    peer, never from what an earlier request's headers claimed. Nothing is restored at the end,
-    because the handler may still be running (and reading the context) after the body arrived.
-    """
-
-    def __init__(
-        self,
-        delegate: httputil.HTTPMessageDelegate,
-        connection: httputil.HTTPConnection,
-        proxies: TrustedProxies,
-    ) -> None:
-        self.delegate = delegate
-        self.context = connection.context  # type: ignore[attr-defined]
-        self.proxies = proxies
-        if not hasattr(self.context, "tcp_peer"):
-            self.context.tcp_peer = (self.context.remote_ip, self.context.protocol)
-
-    def headers_received(self, start_line, headers):  # type: ignore[no-untyped-def]
-        peer_ip, peer_scheme = self.context.tcp_peer
-        client = self.proxies.resolve(peer_ip, peer_scheme, headers)
-        self.context.remote_ip = client.ip
-        self.context.protocol = client.scheme
-        self.context.proxy_peer = client.via_proxy
-        return self.delegate.headers_received(start_line, headers)
-
-    def data_received(self, chunk: bytes):  # type: ignore[no-untyped-def]
-        return self.delegate.data_received(chunk)
-
-    def finish(self) -> None:
-        self.delegate.finish()
-
-    def on_connection_close(self) -> None:
-        self.delegate.on_connection_close()
-
-
-class LabHTTPServer(HTTPServer):
-    """Tornado's HTTPServer with forwarded headers honoured only from trusted peers.
-
-    Tornado's `xheaders=True` trusts every peer, so it stays off and this does the job instead.
-    """
-
-    proxies: TrustedProxies = TrustedProxies(())
-
-    def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection):  # type: ignore[override]
-        delegate = super().start_request(server_conn, request_conn)
-        if not self.proxies.networks:
-            return delegate  # nobody to trust: the peer is the client, as Tornado sees it
-        return ForwardedHeadersDelegate(delegate, request_conn, self.proxies)
-
-
 def make_http_server(config: Config, app: Application, ssl_context: ssl.SSLContext | None) -> LabHTTPServer:
     server = LabHTTPServer(
         app,
         ssl_options=ssl_context,
         xheaders=False,
-        # API handlers refuse oversized bodies themselves with a 413; this hard cap guards pages.
-        max_body_size=max(config.server.max_body_size, 64 * 1024 * 1024),
-        idle_connection_timeout=3600,
+        # `RequestLimitsDelegate` enforces server.max_body_size on every route, with an answer.
+        max_body_size=UNLIMITED_BODY,
+        idle_connection_timeout=config.server.keepalive_timeout_seconds,
+        body_timeout=config.server.body_timeout_seconds,
     )
     server.proxies = TrustedProxies(config.server.trusted_networks)
+    server.apply_limits(config)
     return server
 
 
@@ -169,20 +117,31 @@ class LabServer:
         log.info("TLS certificate reloaded from %s", self.config.server.ssl_certfile)
 
     async def stop(self) -> None:
+        """Drain, within `shutdown_grace_seconds` in all.
+
+        The listening sockets close first, so new connections are refused at once, and idle
+        keep-alive connections close. Requests in flight run to the end, and their answers say
+        `Connection: close`. Then WebSockets close with 1001. Whatever is still open when the
+        grace period ends is closed, and pending writes are flushed.
+        """
         grace = self.config.server.shutdown_grace_seconds
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         self.http_server.stop()
-        self.services.hub.close_all()
+        self.http_server.start_draining()
         for callback in self.periodic:
             callback.stop()
+        # The WebSockets' closing handshake gets the last part of the grace period.
+        if not await self.http_server.wait_for_requests(deadline - min(1.0, grace / 5)):
+            log.warning("requests still in flight after the grace period; closing them")
+        self.services.hub.close_all()
         for hook in self.shutdown_hooks:
             try:
-                await asyncio.wait_for(hook(), timeout=grace)
+                await asyncio.wait_for(hook(), timeout=max(1.0, deadline - loop.time()))
             except Exception:
                 log.exception("shutdown step failed")
-        try:
-            await asyncio.wait_for(self.http_server.close_all_connections(), timeout=grace)
-        except TimeoutError:
-            log.warning("connections still open after %ss; closing anyway", grace)
+        if not await self.http_server.wait_closed(deadline):
+            log.warning("connections still open after %ss; closed anyway", grace)
         try:
             await self.services.flush()
         except Exception:

@@ -22,7 +22,6 @@ from synthorg_tornado.errors import (
     InvalidValue,
     LabError,
     NotAuthenticated,
-    PayloadTooLarge,
     PermissionDenied,
     RouteNotFound,
     problem_for,
@@ -218,8 +217,8 @@ class ProblemResponseMixin:
 class ApiHandler(ProblemResponseMixin, BaseHandler):
     """JSON in, JSON out, problem+json for every error.
 
-    The body is streamed so that an oversized one is refused with 413 from its Content-Length,
-    before a byte of it is buffered.
+    The body is streamed into `_body_chunks`. `server.max_body_size` is enforced below, at the
+    HTTP layer (`http_limits.RequestLimitsDelegate`), for every route alike.
     """
 
     _body_chunks: list[bytes]
@@ -229,11 +228,6 @@ class ApiHandler(ProblemResponseMixin, BaseHandler):
         hands Tornado the coroutine that asks the database."""
         self.check_host()
         self._body_chunks = []
-        limit = self.config.server.max_body_size
-        declared = self.request.headers.get("Content-Length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"The request body exceeds the limit of {limit} bytes.")
-        self.request.connection.set_max_body_size(limit)  # type: ignore[union-attr]
         if self.identify_cached():
             return None
         return self.identify()
