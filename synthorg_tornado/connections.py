@@ -6,8 +6,8 @@ on connections, and when the process runs out of file descriptors its accept loo
 EMFILE and logs a traceback per attempt. `LabHTTPServer` keeps Tornado's request handling and
 replaces the parts around it:
 
-- its own accept loop, which pauses on EMFILE/ENFILE instead of spinning and logs the failure
-  once a minute at most;
+- its own accept loop (`accepting.Acceptor`), which pauses on EMFILE/ENFILE instead of
+  spinning and logs the failure once a minute at most;
 - a cap on open connections (`server.max_connections`, by default derived from the open-files
   limit); at the cap the oldest connection that has not sent a complete request head is shed,
   so a real request, such as a health check, still gets in;
@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import errno
 import logging
 import resource
 import socket
@@ -33,10 +32,10 @@ from typing import Any
 from tornado import httputil, iostream
 from tornado.http1connection import HTTP1Connection
 from tornado.httpserver import HTTPServer, _HTTPRequestContext
-from tornado.ioloop import IOLoop
 from tornado.log import gen_log
 from tornado.netutil import ssl_wrap_socket
 
+from synthorg_tornado.accepting import LOG_INTERVAL_SECONDS, Acceptor, RateLimitedLog
 from synthorg_tornado.config import Config
 from synthorg_tornado.http_limits import ForwardedHeadersDelegate, RequestLimitsDelegate
 from synthorg_tornado.proxies import TrustedProxies
@@ -47,10 +46,6 @@ log = logging.getLogger("synthorg.connections")
 # log and static files, the event loop's own.
 FD_RESERVE = 100
 MIN_CONNECTIONS = 16
-ACCEPT_BATCH = 128  # accepts per wake-up, as Tornado's: other work is not starved
-ACCEPT_PAUSE_SECONDS = 0.1
-EXHAUSTION_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-LOG_INTERVAL_SECONDS = 60.0
 BURST_OVER_FRACTION = 0.9
 # Tornado checks the body size itself only to answer a bare 400: `RequestLimitsDelegate` does
 # the checking, with a proper answer, so Tornado's own limit is out of its way.
@@ -63,26 +58,6 @@ def default_max_connections(pool_size: int) -> int:
     if soft == resource.RLIM_INFINITY:
         soft = 1 << 20
     return max(MIN_CONNECTIONS, soft - FD_RESERVE - 2 * pool_size)
-
-
-class RateLimitedLog:
-    """A message that may repeat many times a second, logged at most once per interval with the
-    count of what was held back."""
-
-    def __init__(self, logger: logging.Logger, interval: float = LOG_INTERVAL_SECONDS) -> None:
-        self.logger = logger
-        self.interval = interval
-        self.last = -interval
-        self.held_back = 0
-
-    def warning(self, message: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self.last < self.interval:
-            self.held_back += 1
-            return
-        suffix = f" ({self.held_back} more in the last {self.interval:.0f} s)" if self.held_back else ""
-        self.logger.warning(message + suffix, *args)
-        self.last, self.held_back = now, 0
 
 
 class _CountedStream:
@@ -224,7 +199,7 @@ class LabHTTPServer(HTTPServer):
     def add_sockets(self, sockets: Any) -> None:
         for sock in sockets:
             self._sockets[sock.fileno()] = sock
-            self._handlers[sock.fileno()] = _Acceptor(self, sock).remove
+            self._handlers[sock.fileno()] = Acceptor(self, sock).remove
 
     def admit(self, connection: socket.socket, address: Any) -> None:
         if len(self.streams) >= self.max_connections:
@@ -348,61 +323,3 @@ class LabHTTPServer(HTTPServer):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
         return True
-
-
-class _Acceptor:
-    """Accepts on one listening socket. When descriptors run out, accepting pauses briefly (the
-    pending connection keeps the socket readable, so retrying at once would spin) and the oldest
-    waiting connection is shed to make room."""
-
-    def __init__(self, server: LabHTTPServer, sock: socket.socket) -> None:
-        self.server = server
-        self.sock = sock
-        self.io_loop = IOLoop.current()
-        self.removed = False
-        self.paused: object | None = None
-        self.io_loop.add_handler(sock, self.on_readable, IOLoop.READ)
-
-    def on_readable(self, fd: Any, events: int) -> None:
-        for _ in range(ACCEPT_BATCH):
-            if self.removed:
-                return
-            try:
-                connection, address = self.sock.accept()
-            except BlockingIOError:
-                return
-            except ConnectionAbortedError:
-                continue
-            except OSError as error:
-                self.on_error(error)
-                return
-            self.server.admit(connection, address)
-
-    def on_error(self, error: OSError) -> None:
-        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        self.server.accept_failures.warning(
-            "cannot accept connections: %s; pausing accepts for %.1f s (open files limit %d, "
-            "server.max_connections %d, %d connections open)",
-            error.strerror or error,
-            ACCEPT_PAUSE_SECONDS,
-            limit,
-            self.server.max_connections,
-            len(self.server.streams),
-        )
-        if error.errno in EXHAUSTION_ERRNOS:
-            self.server.shed_oldest_waiting()
-        self.io_loop.remove_handler(self.sock)
-        self.paused = self.io_loop.call_later(ACCEPT_PAUSE_SECONDS, self.resume)
-
-    def resume(self) -> None:
-        self.paused = None
-        if not self.removed:
-            self.io_loop.add_handler(self.sock, self.on_readable, IOLoop.READ)
-
-    def remove(self) -> None:
-        """What `TCPServer.stop()` calls to stop accepting on this socket."""
-        if self.paused is not None:
-            self.io_loop.remove_timeout(self.paused)
-        else:
-            self.io_loop.remove_handler(self.sock)
-        self.removed = True

@@ -7,6 +7,7 @@ every route (pages, API, static files, WebSocket handshakes) before any handler 
 from __future__ import annotations
 
 import asyncio
+import functools
 import http
 import json
 import socket
@@ -100,14 +101,12 @@ class RequestLimitsDelegate(httputil.HTTPMessageDelegate):
         self.received = 0
         self.forwarded = False  # the application has seen this request's headers
         self.rejected = False
-        self.request: httputil.HTTPServerRequest | None = None
+        self.head: tuple[Any, httputil.HTTPHeaders] | None = None
         self._answered: asyncio.Future[None] | None = None
 
     def headers_received(self, start_line, headers):  # type: ignore[no-untyped-def]
         self.server_conn.headers_complete()
-        self.request = httputil.HTTPServerRequest(
-            connection=self.request_conn, start_line=start_line, headers=headers
-        )
+        self.head = (start_line, headers)
         problem = framing_problem(headers, self.limit)
         if problem is not None:
             # The body is never read: the stream leaves Tornado's hands with the answer.
@@ -151,13 +150,20 @@ class RequestLimitsDelegate(httputil.HTTPMessageDelegate):
         stream.io_loop.call_later(LINGER_SECONDS, stream.close)
         self._log_refusal(problem)
 
+    @functools.cached_property
+    def request(self) -> httputil.HTTPServerRequest:
+        """Built only for a refusal: the application builds its own for the requests it serves."""
+        assert self.head is not None
+        start_line, headers = self.head
+        return httputil.HTTPServerRequest(
+            connection=self.request_conn, start_line=start_line, headers=headers
+        )
+
     def _answer(self, problem: LabError) -> bytes:
-        assert self.request is not None
-        config = self.server.config
-        return refusal_bytes(problem, self.request, self.server.is_api_path(self.request.path), config)
+        api = self.server.is_api_path(self.request.path)
+        return refusal_bytes(problem, self.request, api, self.server.config)
 
     def _log_refusal(self, problem: LabError) -> None:
-        assert self.request is not None
         status, _ = classify(problem)
         log_request(RefusedRequest(self.request, status, self.server.app_settings))  # type: ignore[arg-type]
 
