@@ -58,7 +58,8 @@ def test_sigterm_lets_a_request_in_flight_finish_and_exits_0(server: ServerProce
     wait_for(lambda: closed_by_server(in_flight), 10, "the drained connection to close")
 
     # Well inside the 60 s grace period: nothing is left to wait for.
-    assert server.terminate(timeout=20) == 0
+    wait_for(lambda: server.process.poll() is not None, 20, "the process to exit")
+    assert server.terminate() == 0
     log = server.log()
     assert "stopped" in log and "still open" not in log and "still in flight" not in log
 
@@ -69,6 +70,7 @@ def test_sigterm_with_only_idle_connections_exits_at_once(server: ServerProcess)
         assert read_response(sock)[0] == 200
     half_sent = raw(server, b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
     server.process.send_signal(signal.SIGTERM)
-    assert server.terminate(timeout=20) == 0
+    wait_for(lambda: server.process.poll() is not None, 20, "the process to exit")
+    assert server.terminate() == 0
     assert all(closed_by_server(sock) for sock in [*idle, half_sent])
     assert "still open" not in server.log()
