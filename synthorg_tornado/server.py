@@ -129,8 +129,6 @@ class LabServer:
         deadline = loop.time() + grace
         self.http_server.stop()
         self.http_server.start_draining()
-        for callback in self.periodic:
-            callback.stop()
         # The WebSockets' closing handshake gets the last part of the grace period.
         if not await self.http_server.wait_for_requests(deadline - min(1.0, grace / 5)):
             log.warning("requests still in flight after the grace period; closing them")
@@ -142,6 +140,9 @@ class LabServer:
                 log.exception("shutdown step failed")
         if not await self.http_server.wait_closed(deadline):
             log.warning("connections still open after %ss; closed anyway", grace)
+        # Background jobs (and the systemd watchdog) ran on while requests drained.
+        for callback in self.periodic:
+            callback.stop()
         try:
             await self.services.flush()
         except Exception:
