@@ -172,7 +172,15 @@ class LabHTTPServer(HTTPServer):
         self.config = config
         self.app_settings: dict[str, Any] = getattr(self.request_callback, "settings", {})
         self.max_request_body = server.max_body_size
-        self.max_connections = server.max_connections or default_max_connections(config.database.pool_size)
+        room = default_max_connections(config.database.pool_size)
+        self.max_connections = server.max_connections or room
+        if self.max_connections > room:
+            log.warning(
+                "server.max_connections is %d but the open-files limit leaves room for %d: "
+                "descriptors may run out first (raise LimitNOFILE)",
+                self.max_connections,
+                room,
+            )
         self.api_prefix = server.base_url + "api"
         self.keepalive_params = self.conn_params
         self.first_request_params = copy.copy(self.conn_params)

@@ -11,13 +11,14 @@ import json
 import re
 import resource
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.servers import ServerProcess, http_request, wait_for, write_config
+from tests.servers import ServerProcess, http_request, make_certificate, wait_for, write_config
 
 HALF_SENT = b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
 CAP = 40
@@ -301,3 +302,39 @@ def test_running_out_of_file_descriptors_is_logged_once_without_spinning(tmp_pat
             sock.close()
     assert health_ok(server)
     assert server.terminate() == 0
+
+
+# -- native TLS: the server faces clients directly ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, ssl.SSLContext]]:
+    directory = tmp_path_factory.mktemp("tls-limited")
+    cert, key = make_certificate(directory, "server")
+    server = start_server(directory, ssl_certfile=str(cert), ssl_keyfile=str(key), header_timeout_seconds=1.0)
+    context = ssl.create_default_context(cafile=str(cert))
+    yield server, context
+    assert server.terminate() == 0
+    assert "Traceback" not in server.log()
+
+
+def test_a_tls_client_that_never_says_hello_is_closed_by_the_header_timeout(tls_limited) -> None:  # type: ignore[no-untyped-def]
+    server, _ = tls_limited
+    silent = [raw(server) for _ in range(3)]  # TCP only: no ClientHello ever comes
+    try:
+        wait_for(lambda: all(closed_by_server(sock) for sock in silent), 10, "the header timeout")
+    finally:
+        for sock in silent:
+            sock.close()
+
+
+def test_a_declared_body_over_the_limit_gets_413_over_tls(tls_limited) -> None:  # type: ignore[no-untyped-def]
+    server, context = tls_limited
+    with context.wrap_socket(raw(server), server_hostname="127.0.0.1") as sock:
+        sock.sendall(
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 5000000\r\n\r\n"
+        )
+        status, headers, body = read_response(sock)  # type: ignore[arg-type]
+        assert status == 413 and json.loads(body)["error_code"] == 2001
+        assert headers["strict-transport-security"].startswith("max-age=")
