@@ -79,7 +79,8 @@ class RequestLimitsDelegate(httputil.HTTPMessageDelegate):
     limit, so at most the limit is ever buffered. Framing that Tornado would refuse (a
     non-numeric or conflicting `Content-Length`, `Transfer-Encoding` other than `chunked`) is
     refused here first, so the client learns why. API paths get problem JSON, pages a small
-    HTML page; the connection is closed after the answer (the rest of the body is not read).
+    HTML page, and the connection is closed after the answer: what the client still sends is
+    read and thrown away for at most `LINGER_SECONDS`, never kept.
 
     What this cannot answer: a request line or header block that does not parse. There is no
     path to choose the format from, and Tornado answers `400 Bad Request` without a body and
