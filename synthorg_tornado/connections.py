@@ -86,10 +86,11 @@ class _RequestConnection(HTTP1Connection):
 
     def __init__(self, served: ServedConnection, params: Any) -> None:
         super().__init__(served.stream, False, params, served.context)
-        self.served = served
+        # Only the server: a WebSocket's request keeps this object for the socket's lifetime.
+        self.lab_server = served.server
 
     def write_headers(self, start_line, headers, chunk=None):  # type: ignore[no-untyped-def]
-        if self.served.server.draining and getattr(start_line, "code", 0) != 101:
+        if self.lab_server.draining and getattr(start_line, "code", 0) != 101:
             headers["Connection"] = "close"
         return super().write_headers(start_line, headers, chunk)
 
