@@ -7,6 +7,7 @@ test can build an application with its own services.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from tornado import escape, httputil, web
 
+from synthorg_tornado import strict_json
 from synthorg_tornado.auth.audit import Actor
 from synthorg_tornado.auth.identity import Identity
 from synthorg_tornado.config import Config
@@ -22,9 +24,11 @@ from synthorg_tornado.errors import (
     InvalidValue,
     LabError,
     NotAuthenticated,
+    NotFound,
     PayloadTooLarge,
     PermissionDenied,
     RouteNotFound,
+    UnsupportedMediaType,
     problem_for,
 )
 from synthorg_tornado.handlers.access_log import request_id_of
@@ -40,6 +44,26 @@ SECURITY_HEADERS = (
     ("Content-Security-Policy", "frame-ancestors 'self'"),
     ("Referrer-Policy", "same-origin"),
 )
+JSON_CONTENT_TYPE = "application/json"
+# Our integer ids are INTEGER columns: anything above this cannot exist, and would make the
+# database (or SQLite's driver) raise instead of simply finding nothing.
+MAX_ID = 2**31 - 1
+# ASCII only: str.isdigit() also accepts "²" and other digits int() refuses or reads differently.
+ASCII_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
+def parse_id(raw: str, what: str = "resource") -> int:
+    """An integer id from a path: ASCII digits within the column's range, or 404 Not Found."""
+    if not ASCII_DIGITS.fullmatch(raw) or int(raw) > MAX_ID:
+        raise NotFound(f"No such {what}.")
+    return int(raw)
+
+
+def parse_count(name: str, raw: str, minimum: int, maximum: int) -> int:
+    """A whole number from a query string, within bounds, or 422 naming the parameter."""
+    if not ASCII_DIGITS.fullmatch(raw) or not minimum <= int(raw) <= maximum:
+        raise InvalidValue(f"{name} must be a whole number from {minimum} to {maximum}.")
+    return int(raw)
 
 
 class LabHandlerMixin:
@@ -82,6 +106,15 @@ class LabHandlerMixin:
     def log_identity(self) -> str:
         """Who made the request, for the access log; never triggers authentication itself."""
         return "-"
+
+    def decode_argument(self, value: bytes, name: str | None = None) -> str:
+        """Path, query and form arguments as text we can store: Tornado already refuses bytes
+        that are not UTF-8 (so no surrogates get through); NUL, which PostgreSQL refuses in text
+        and the file system in paths, is refused here with 400."""
+        text = super().decode_argument(value, name)  # type: ignore[misc]
+        if "\x00" in text:
+            raise BadRequest(f"The {name or 'path'} argument must not contain NUL characters.")
+        return text
 
     def check_host(self) -> None:
         """DNS-rebinding protection, as Jupyter Server's `check_host`.
@@ -255,17 +288,27 @@ class ApiHandler(ProblemResponseMixin, BaseHandler):
         return b"".join(getattr(self, "_body_chunks", []))
 
     def json_body(self) -> Any:
-        """The parsed JSON body; malformed JSON is a 400 that names the problem's position."""
+        """The parsed JSON body, through the one strict reader (`strict_json`).
+
+        Only `Content-Type: application/json` (charset UTF-8 if named) is read: a cross-site
+        HTML form can send text/plain without a preflight, and must not log a browser in. Then
+        malformed JSON, nesting, huge numbers and unstorable strings are 400 or 422.
+        """
+        self.require_json_content_type()
         raw = self.body
         if not raw.strip():
             raise BadRequest("The request body must be JSON.")
-        try:
-            return json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            where = (
-                f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
-            )
-            raise BadRequest(f"The request body is not valid JSON{where}.") from None
+        return strict_json.loads(raw)
+
+    def require_json_content_type(self) -> None:
+        media_type, _, parameters = self.request.headers.get("Content-Type", "").partition(";")
+        charset = ""
+        for parameter in parameters.split(";"):
+            key, _, value = parameter.partition("=")
+            if key.strip().lower() == "charset":
+                charset = value.strip().strip('"').lower()
+        if media_type.strip().lower() != JSON_CONTENT_TYPE or charset not in ("", "utf-8", "utf8"):
+            raise UnsupportedMediaType()
 
     def compute_etag(self) -> str | None:
         """API responses carry validators only where a resource defines them (settings)."""
@@ -325,6 +368,12 @@ class PageHandler(BaseHandler):
         remaining = [(k, v) for k, v in parse_qsl(self.request.query, keep_blank_values=True) if k != "token"]
         self.redirect(self.request.path + (f"?{urlencode(remaining)}" if remaining else ""))
 
+    def render_string(self, template_name: str, **kwargs: Any) -> bytes:
+        """Templates get only text that encodes: a stored value that cannot (a lone surrogate
+        that slipped in before it was refused at every entry) is shown with a replacement
+        character instead of taking the page down for every user."""
+        return super().render_string(template_name, **{k: _encodable(v) for k, v in kwargs.items()})
+
     def require_identity(self) -> bool:
         """Pages send a visitor without a session to the login page, then back."""
         if self._identity is not None:
@@ -364,10 +413,29 @@ class PageNotFoundHandler(PageHandler):
 
 
 class StaticHandler(LabHandlerMixin, web.StaticFileHandler):
-    """Static files with the same security headers and Host check as everything else."""
+    """Static files with the same security headers and Host check as everything else.
+
+    Tornado's static handler renders only its own HTTPErrors, so ours are translated."""
+
+    def decode_argument(self, value: bytes, name: str | None = None) -> str:
+        try:
+            return super().decode_argument(value, name)
+        except BadRequest as error:
+            raise web.HTTPError(400, reason="Bad Request") from error
 
     def prepare(self) -> None:
         try:
             self.check_host()
         except PermissionDenied:
             raise web.HTTPError(403) from None
+
+
+def _encodable(value: Any) -> Any:
+    """`value` with every string made UTF-8-encodable (a lone surrogate becomes "?")."""
+    if isinstance(value, str):
+        return value if value.isascii() else value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {key: _encodable(member) for key, member in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_encodable(member) for member in value)
+    return value
