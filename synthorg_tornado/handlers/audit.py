@@ -8,7 +8,8 @@ from synthorg_tornado.auth import roles
 from synthorg_tornado.auth.audit import MAX_PAGE
 from synthorg_tornado.clock import as_utc
 from synthorg_tornado.errors import InvalidValue
-from synthorg_tornado.handlers.base import ApiHandler, parse_count
+from synthorg_tornado.handlers.arguments import parse_count
+from synthorg_tornado.handlers.base import ApiHandler
 from synthorg_tornado.handlers.decorators import require_role
 
 

@@ -7,7 +7,6 @@ test can build an application with its own services.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Awaitable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -24,14 +23,13 @@ from synthorg_tornado.errors import (
     InvalidValue,
     LabError,
     NotAuthenticated,
-    NotFound,
     PayloadTooLarge,
     PermissionDenied,
     RouteNotFound,
-    UnsupportedMediaType,
     problem_for,
 )
 from synthorg_tornado.handlers.access_log import request_id_of
+from synthorg_tornado.handlers.arguments import encodable, refuse_nul, require_json
 from synthorg_tornado.handlers.decorators import allow_anonymous
 from synthorg_tornado.handlers.hosts import host_name
 
@@ -44,26 +42,6 @@ SECURITY_HEADERS = (
     ("Content-Security-Policy", "frame-ancestors 'self'"),
     ("Referrer-Policy", "same-origin"),
 )
-JSON_CONTENT_TYPE = "application/json"
-# Our integer ids are INTEGER columns: anything above this cannot exist, and would make the
-# database (or SQLite's driver) raise instead of simply finding nothing.
-MAX_ID = 2**31 - 1
-# ASCII only: str.isdigit() also accepts "²" and other digits int() refuses or reads differently.
-ASCII_DIGITS = re.compile(r"[0-9]{1,18}")
-
-
-def parse_id(raw: str, what: str = "resource") -> int:
-    """An integer id from a path: ASCII digits within the column's range, or 404 Not Found."""
-    if not ASCII_DIGITS.fullmatch(raw) or int(raw) > MAX_ID:
-        raise NotFound(f"No such {what}.")
-    return int(raw)
-
-
-def parse_count(name: str, raw: str, minimum: int, maximum: int) -> int:
-    """A whole number from a query string, within bounds, or 422 naming the parameter."""
-    if not ASCII_DIGITS.fullmatch(raw) or not minimum <= int(raw) <= maximum:
-        raise InvalidValue(f"{name} must be a whole number from {minimum} to {maximum}.")
-    return int(raw)
 
 
 class LabHandlerMixin:
@@ -111,10 +89,7 @@ class LabHandlerMixin:
         """Path, query and form arguments as text we can store: Tornado already refuses bytes
         that are not UTF-8 (so no surrogates get through); NUL, which PostgreSQL refuses in text
         and the file system in paths, is refused here with 400."""
-        text = super().decode_argument(value, name)  # type: ignore[misc]
-        if "\x00" in text:
-            raise BadRequest(f"The {name or 'path'} argument must not contain NUL characters.")
-        return text
+        return refuse_nul(super().decode_argument(value, name), name)  # type: ignore[misc]
 
     def check_host(self) -> None:
         """DNS-rebinding protection, as Jupyter Server's `check_host`.
@@ -294,21 +269,11 @@ class ApiHandler(ProblemResponseMixin, BaseHandler):
         HTML form can send text/plain without a preflight, and must not log a browser in. Then
         malformed JSON, nesting, huge numbers and unstorable strings are 400 or 422.
         """
-        self.require_json_content_type()
+        require_json(self.request.headers.get("Content-Type", ""))
         raw = self.body
         if not raw.strip():
             raise BadRequest("The request body must be JSON.")
         return strict_json.loads(raw)
-
-    def require_json_content_type(self) -> None:
-        media_type, _, parameters = self.request.headers.get("Content-Type", "").partition(";")
-        charset = ""
-        for parameter in parameters.split(";"):
-            key, _, value = parameter.partition("=")
-            if key.strip().lower() == "charset":
-                charset = value.strip().strip('"').lower()
-        if media_type.strip().lower() != JSON_CONTENT_TYPE or charset not in ("", "utf-8", "utf8"):
-            raise UnsupportedMediaType()
 
     def compute_etag(self) -> str | None:
         """API responses carry validators only where a resource defines them (settings)."""
@@ -370,9 +335,9 @@ class PageHandler(BaseHandler):
 
     def render_string(self, template_name: str, **kwargs: Any) -> bytes:
         """Templates get only text that encodes: a stored value that cannot (a lone surrogate
-        that slipped in before it was refused at every entry) is shown with a replacement
-        character instead of taking the page down for every user."""
-        return super().render_string(template_name, **{k: _encodable(v) for k, v in kwargs.items()})
+        that slipped in before it was refused at every entry) is shown with "?" instead of
+        taking the page down for every user."""
+        return super().render_string(template_name, **{k: encodable(v) for k, v in kwargs.items()})
 
     def require_identity(self) -> bool:
         """Pages send a visitor without a session to the login page, then back."""
@@ -428,14 +393,3 @@ class StaticHandler(LabHandlerMixin, web.StaticFileHandler):
             self.check_host()
         except PermissionDenied:
             raise web.HTTPError(403) from None
-
-
-def _encodable(value: Any) -> Any:
-    """`value` with every string made UTF-8-encodable (a lone surrogate becomes "?")."""
-    if isinstance(value, str):
-        return value if value.isascii() else value.encode("utf-8", "replace").decode("utf-8")
-    if isinstance(value, dict):
-        return {key: _encodable(member) for key, member in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_encodable(member) for member in value)
-    return value
