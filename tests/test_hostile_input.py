@@ -198,7 +198,7 @@ def test_sweep_every_route_and_method_never_answers_5xx(lab: Lab, sweeper) -> No
             if not full:
                 continue
             for query in HOSTILE_QUERIES:
-                for method in ("GET", "DELETE") if "{" not in path else ("GET",):
+                for method in ("GET", "DELETE"):
                     target = f"{path}?{query}"
                     assert_answered(client.request(method, target, headers=xsrf), method, target)
                     sent += 1
