@@ -107,6 +107,13 @@ class PayloadTooLarge(BadRequest):
     default_detail = "The request body is too large."
 
 
+class UnsupportedMediaType(BadRequest):
+    """A body in a format the endpoint does not read (JSON endpoints take application/json only,
+    which also keeps cross-site HTML forms, limited to text/plain and form encodings, out)."""
+
+    default_detail = "The request body must be sent as Content-Type: application/json."
+
+
 class MethodNotAllowed(LabError):
     default_detail = "This method is not allowed on this resource."
 
@@ -157,6 +164,7 @@ PROBLEM_TABLE: dict[type[LabError], tuple[int, ErrorCode]] = {
     InvalidValue: (422, ErrorCode.VALIDATION_ERROR),
     UnsupportedOperation: (400, ErrorCode.VALIDATION_ERROR),
     PayloadTooLarge: (413, ErrorCode.REQUEST_VALIDATION_ERROR),
+    UnsupportedMediaType: (415, ErrorCode.REQUEST_VALIDATION_ERROR),
     BadRequest: (400, ErrorCode.REQUEST_VALIDATION_ERROR),
     MethodNotAllowed: (405, ErrorCode.METHOD_NOT_ALLOWED),
     RouteNotFound: (404, ErrorCode.ROUTE_NOT_FOUND),
@@ -181,6 +189,7 @@ HTTP_STATUS_CODES: dict[int, ErrorCode] = {
     409: ErrorCode.RESOURCE_CONFLICT,
     412: ErrorCode.VERSION_CONFLICT,
     413: ErrorCode.REQUEST_VALIDATION_ERROR,
+    415: ErrorCode.REQUEST_VALIDATION_ERROR,
     422: ErrorCode.VALIDATION_ERROR,
     428: ErrorCode.PRECONDITION_REQUIRED,
     429: ErrorCode.RATE_LIMITED,

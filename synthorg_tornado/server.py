@@ -24,6 +24,7 @@ from synthorg_tornado.config import Config, ConfigError, build_ssl_context, ensu
 from synthorg_tornado.connections import UNLIMITED_BODY, LabHTTPServer
 from synthorg_tornado.db import migrate
 from synthorg_tornado.db.engine import Database
+from synthorg_tornado.logs import SHOW_SECRETS
 from synthorg_tornado.proxies import TrustedProxies
 from synthorg_tornado.services import Services, build_services
 from synthorg_tornado.systemd import Notifier
@@ -226,7 +227,7 @@ async def _serve(config: Config, secret: bytes, sockets: list[socket.socket]) ->
     setup_token = await services.login.offer_setup()
     if setup_token is not None:
         # The one-time link is the whole point of this line: it must be printed.
-        log.warning("No user exists yet. Open %ssetup?token=%s", url, setup_token)
+        log.warning("No user exists yet. Open %ssetup?token=%s", url, setup_token, extra=SHOW_SECRETS)
     log.info("synthorg-tornado %s listening on %s", __version__, url)
     notifier.ready(f"listening on {url}")
     await stopping.wait()

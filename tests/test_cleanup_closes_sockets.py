@@ -23,6 +23,7 @@ async def test_cleanup_job_closes_sockets_of_expired_sessions(app, http_server, 
         base_url + "/api/v1/auth/login",
         method="POST",
         body='{"username": "carl", "password": "a-long-password"}',
+        headers={"Content-Type": "application/json"},
     )
     token = json.loads(reply.body)["token"]
     socket = await connect(base_url + "/", token=token)

@@ -42,6 +42,8 @@ def app(app: web.Application) -> web.Application:
 
 
 async def fetch(http_client: AsyncHTTPClient, url: str, **kwargs) -> HTTPResponse:
+    if kwargs.get("body") is not None:
+        kwargs.setdefault("headers", {}).setdefault("Content-Type", "application/json")
     return await http_client.fetch(url, raise_error=False, **kwargs)
 
 

@@ -12,10 +12,11 @@ from typing import Any
 
 from sqlalchemy import and_, insert, or_, select
 
-from synthorg_tornado.clock import isoformat, utcnow
+from synthorg_tornado import strict_json
+from synthorg_tornado.clock import as_utc, isoformat, utcnow
 from synthorg_tornado.db.engine import Database
 from synthorg_tornado.db.models import AuditEntry
-from synthorg_tornado.errors import InvalidValue, Unavailable
+from synthorg_tornado.errors import InvalidValue, LabError, Unavailable
 
 log = logging.getLogger("synthorg.audit")
 
@@ -23,6 +24,7 @@ MAX_PAGE = 500
 FLUSH_DELAY_SECONDS = 0.2
 # Entries kept for another try when the database is away; beyond this the oldest are dropped.
 MAX_RETAINED = 10_000
+MAX_ENTRY_ID = 2**31 - 1  # audit_log.id is an INTEGER column
 
 
 @dataclass(frozen=True)
@@ -172,9 +174,13 @@ def _encode_cursor(entry: AuditEntry) -> str:
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """Only a cursor we could have issued: [RFC 3339 text, an id in the column's range]. A
+    client may send anything here, so nothing it holds reaches the query unchecked."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        at_text, entry_id = json.loads(base64.urlsafe_b64decode(padded))
-        return datetime.fromisoformat(at_text.replace("Z", "+00:00")), int(entry_id)
-    except (ValueError, TypeError):
+        at_text, entry_id = strict_json.loads(base64.urlsafe_b64decode(padded))
+        if not isinstance(at_text, str) or type(entry_id) is not int or not 0 < entry_id <= MAX_ENTRY_ID:
+            raise ValueError(cursor)
+        return as_utc(datetime.fromisoformat(at_text.replace("Z", "+00:00"))), entry_id
+    except (LabError, ValueError, TypeError, OverflowError):
         raise InvalidValue("cursor is not valid; use the next_cursor of a previous page.") from None

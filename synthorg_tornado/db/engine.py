@@ -91,13 +91,18 @@ def unavailable_on_outage() -> Iterator[None]:
 
 
 def _make_engine(config: DatabaseConfig) -> AsyncEngine:
+    """`hide_parameters`: a statement error's text (logged, or shown by the command line) would
+    otherwise carry the bound values, a new user's bcrypt hash or a token digest among them."""
     if config.is_sqlite:
-        engine = create_async_engine(config.url, echo=config.echo, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            config.url, echo=config.echo, hide_parameters=True, connect_args={"timeout": 30}
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
         config.url,
         echo=config.echo,
+        hide_parameters=True,
         pool_size=config.pool_size,
         max_overflow=config.pool_size,
         pool_pre_ping=True,

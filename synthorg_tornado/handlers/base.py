@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from tornado import escape, httputil, web
 
+from synthorg_tornado import strict_json
 from synthorg_tornado.auth.audit import Actor
 from synthorg_tornado.auth.identity import Identity
 from synthorg_tornado.config import Config
@@ -27,6 +28,7 @@ from synthorg_tornado.errors import (
     problem_for,
 )
 from synthorg_tornado.handlers.access_log import request_id_of
+from synthorg_tornado.handlers.arguments import encodable, refuse_nul, require_json
 from synthorg_tornado.handlers.decorators import allow_anonymous
 from synthorg_tornado.handlers.hosts import host_name
 
@@ -81,6 +83,12 @@ class LabHandlerMixin:
     def log_identity(self) -> str:
         """Who made the request, for the access log; never triggers authentication itself."""
         return "-"
+
+    def decode_argument(self, value: bytes, name: str | None = None) -> str:
+        """Path, query and form arguments as text we can store: Tornado already refuses bytes
+        that are not UTF-8 (so no surrogates get through); NUL, which PostgreSQL refuses in text
+        and the file system in paths, is refused here with 400."""
+        return refuse_nul(super().decode_argument(value, name), name)  # type: ignore[misc]
 
     def check_host(self) -> None:
         """DNS-rebinding protection, as Jupyter Server's `check_host`.
@@ -249,17 +257,17 @@ class ApiHandler(ProblemResponseMixin, BaseHandler):
         return b"".join(getattr(self, "_body_chunks", []))
 
     def json_body(self) -> Any:
-        """The parsed JSON body; malformed JSON is a 400 that names the problem's position."""
+        """The parsed JSON body, through the one strict reader (`strict_json`).
+
+        Only `Content-Type: application/json` (charset UTF-8 if named) is read: a cross-site
+        HTML form can send text/plain without a preflight, and must not log a browser in. Then
+        malformed JSON, nesting, huge numbers and unstorable strings are 400 or 422.
+        """
+        require_json(self.request.headers.get("Content-Type", ""))
         raw = self.body
         if not raw.strip():
             raise BadRequest("The request body must be JSON.")
-        try:
-            return json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            where = (
-                f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
-            )
-            raise BadRequest(f"The request body is not valid JSON{where}.") from None
+        return strict_json.loads(raw)
 
     def compute_etag(self) -> str | None:
         """API responses carry validators only where a resource defines them (settings)."""
@@ -319,6 +327,12 @@ class PageHandler(BaseHandler):
         remaining = [(k, v) for k, v in parse_qsl(self.request.query, keep_blank_values=True) if k != "token"]
         self.redirect(self.request.path + (f"?{urlencode(remaining)}" if remaining else ""))
 
+    def render_string(self, template_name: str, **kwargs: Any) -> bytes:
+        """Templates get only text that encodes: a stored value that cannot (a lone surrogate
+        that slipped in before it was refused at every entry) is shown with "?" instead of
+        taking the page down for every user."""
+        return super().render_string(template_name, **{k: encodable(v) for k, v in kwargs.items()})
+
     def require_identity(self) -> bool:
         """Pages send a visitor without a session to the login page, then back."""
         if self._identity is not None:
@@ -358,7 +372,15 @@ class PageNotFoundHandler(PageHandler):
 
 
 class StaticHandler(LabHandlerMixin, web.StaticFileHandler):
-    """Static files with the same security headers and Host check as everything else."""
+    """Static files with the same security headers and Host check as everything else.
+
+    Tornado's static handler renders only its own HTTPErrors, so ours are translated."""
+
+    def decode_argument(self, value: bytes, name: str | None = None) -> str:
+        try:
+            return super().decode_argument(value, name)
+        except BadRequest as error:
+            raise web.HTTPError(400, reason="Bad Request") from error
 
     def prepare(self) -> None:
         try:

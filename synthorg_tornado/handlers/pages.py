@@ -12,8 +12,10 @@ from synthorg_tornado.handlers.decorators import allow_anonymous, authenticated
 
 def safe_next(candidate: str | None, base_url: str) -> str:
     """Only a path on this server, under base_url; anything else (other hosts, `//x`, schemes,
-    backslashes that browsers treat as slashes) goes to base_url."""
-    if not candidate or "\\" in candidate or any(ord(c) < 32 for c in candidate):
+    backslashes that browsers treat as slashes) goes to base_url. The target becomes a Location
+    header, so it must be printable ASCII: control characters (DEL included) and non-ASCII text
+    cannot be sent there (our own links are always percent-encoded)."""
+    if not candidate or "\\" in candidate or not all(33 <= ord(c) <= 126 for c in candidate):
         return base_url
     parts = urlsplit(candidate)
     if parts.scheme or parts.netloc or not parts.path.startswith(base_url) or candidate.startswith("//"):

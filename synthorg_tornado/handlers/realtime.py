@@ -6,14 +6,37 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tornado import websocket
+from tornado.concurrent import Future
 
-from synthorg_tornado.errors import InvalidValue, LabError, NotAuthenticated, PermissionDenied
+from synthorg_tornado.errors import BadRequest, InvalidValue, LabError, NotAuthenticated, PermissionDenied
 from synthorg_tornado.handlers.base import ApiHandler, BaseHandler, ProblemResponseMixin
 from synthorg_tornado.handlers.decorators import allow_anonymous, authenticated
 from synthorg_tornado.realtime import channels
 from synthorg_tornado.realtime.hub import Connection
 
 EVENT_TYPE_MAX = 64
+CLOSE_INVALID_DATA = 1007  # RFC 6455: a text frame that is not UTF-8
+OPCODE_TEXT = 0x1
+
+
+class StrictUtf8Protocol(websocket.WebSocketProtocol13):
+    """Tornado's protocol, except that a text frame that is not UTF-8 is closed with 1007.
+
+    Tornado drops the TCP connection without a close frame there, so the client cannot tell a
+    protocol error from a network failure (and reconnects in a loop). `_handle_message` is the
+    one place that sees whole messages before they are decoded.
+    """
+
+    def _handle_message(self, opcode: int, data: bytes) -> Future[None] | None:
+        if opcode == OPCODE_TEXT and not self._frame_compressed:
+            if self.server_terminated:
+                return None  # closing already: nothing more is delivered
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                self.close(CLOSE_INVALID_DATA, "text frames must be UTF-8")
+                return None
+        return super()._handle_message(opcode, data)
 
 
 class WebSocketTicketHandler(ApiHandler):
@@ -75,8 +98,24 @@ class RealtimeSocket(ProblemResponseMixin, websocket.WebSocketHandler, BaseHandl
         parts = urlsplit(origin)
         return parts.netloc.lower() == self.request.host.lower() and parts.scheme in ("http", "https")
 
+    def get_websocket_protocol(self) -> websocket.WebSocketProtocol | None:
+        protocol = super().get_websocket_protocol()
+        if isinstance(protocol, websocket.WebSocketProtocol13):
+            return StrictUtf8Protocol(self, False, protocol.params)
+        return protocol
+
     @allow_anonymous  # authentication happens in prepare(), before the upgrade
     async def get(self, *args: Any, **kwargs: Any) -> None:
+        # Tornado answers these two refusals in plain text; under /api they are problem+json.
+        headers = self.request.headers
+        connection = {part.strip().lower() for part in headers.get("Connection", "").split(",")}
+        if headers.get("Upgrade", "").lower() != "websocket" or "upgrade" not in connection:
+            raise BadRequest(
+                "This endpoint needs a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)."
+            )
+        origin = headers.get("Origin", headers.get("Sec-Websocket-Origin"))
+        if origin is not None and not self.check_origin(origin):
+            raise PermissionDenied("Cross-origin WebSockets are not allowed from this Origin.")
         await super().get(*args, **kwargs)
 
     def open(self, *args: Any, **kwargs: Any) -> None:
@@ -93,8 +132,8 @@ class RealtimeSocket(ProblemResponseMixin, websocket.WebSocketHandler, BaseHandl
     def on_message(self, message: str | bytes) -> None:
         if self.connection is None:
             return
-        text = message.decode(errors="replace") if isinstance(message, bytes) else message
-        self.services.hub.handle(self.connection, text, self.config.websocket.max_message_bytes)
+        # Binary frames are read as JSON too; bytes that are not UTF-8 get invalid_json.
+        self.services.hub.handle(self.connection, message, self.config.websocket.max_message_bytes)
 
     def on_close(self) -> None:
         if self.connection is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from synthorg_tornado.auth import roles
-from synthorg_tornado.errors import NotFound
+from synthorg_tornado.handlers.arguments import parse_id
 from synthorg_tornado.handlers.base import ApiHandler
 from synthorg_tornado.handlers.decorators import authenticated
 
@@ -25,10 +25,9 @@ class TokensHandler(ApiHandler):
 class TokenHandler(ApiHandler):
     @authenticated
     async def delete(self, raw_id: str) -> None:
-        if not raw_id.isdigit():
-            raise NotFound("No such token.")
+        token_id = parse_id(raw_id, "token")
         owner = None if self.identity.user.role == roles.ADMIN else self.identity.user.id
-        await self.services.api_tokens.revoke(int(raw_id), owner, self.actor)
+        await self.services.api_tokens.revoke(token_id, owner, self.actor)
         self.set_status(204)
         self.finish()
 

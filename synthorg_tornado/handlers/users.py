@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from synthorg_tornado.auth import roles
-from synthorg_tornado.errors import Conflict, NotFound
+from synthorg_tornado.errors import Conflict
+from synthorg_tornado.handlers.arguments import parse_id
 from synthorg_tornado.handlers.base import ApiHandler
 from synthorg_tornado.handlers.decorators import require_role
 
 
 def parse_user_id(raw: str) -> int:
-    if not raw.isdigit():
-        raise NotFound("No such user.")
-    return int(raw)
+    return parse_id(raw, "user")
 
 
 class UsersHandler(ApiHandler):

@@ -16,8 +16,10 @@ from datetime import datetime
 from itertools import count
 from typing import Any, Protocol
 
+from synthorg_tornado import strict_json
 from synthorg_tornado.auth.users import UserRecord
 from synthorg_tornado.clock import isoformat, utcnow
+from synthorg_tornado.errors import LabError
 from synthorg_tornado.realtime import channels
 from synthorg_tornado.realtime.bus import (
     API_TOKEN_REVOKED,
@@ -165,14 +167,18 @@ class Hub:
 
     # -- the protocol ------------------------------------------------------------------
 
-    def handle(self, connection: Connection, text: str, max_bytes: int) -> None:
-        """One client message; every problem is answered with an error, never a close."""
-        if len(text.encode()) > max_bytes:
+    def handle(self, connection: Connection, text: str | bytes, max_bytes: int) -> None:
+        """One client message (a text frame, or a binary one holding UTF-8 JSON); every problem
+        is answered with an error, never a close."""
+        size = len(text) if isinstance(text, bytes) else len(text.encode())
+        if size > max_bytes:
             return self._error(connection, "message_too_large", f"Messages are limited to {max_bytes} bytes.")
         try:
-            message = json.loads(text)
-        except ValueError:
-            return self._error(connection, "invalid_json", "The message is not valid JSON.")
+            # The one strict reader: nesting that would exhaust the recursion limit, huge
+            # numbers and unencodable strings are answered like any other bad JSON.
+            message = strict_json.loads(text)
+        except LabError as error:
+            return self._error(connection, "invalid_json", error.detail)
         if not isinstance(message, dict):
             return self._error(connection, "not_an_object", "The message must be a JSON object.")
         action = message.get("action")

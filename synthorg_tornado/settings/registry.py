@@ -15,9 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from synthorg_tornado import strict_json
 from synthorg_tornado.auth import roles
 from synthorg_tornado.config import SETTING_ENV_PREFIX, Config
-from synthorg_tornado.errors import InvalidValue
+from synthorg_tornado.errors import InvalidValue, LabError
 
 STRING, INT, FLOAT, BOOL, JSON, ENUM = "string", "int", "float", "bool", "json", "enum"
 MASK = "********"
@@ -60,6 +61,8 @@ class SettingDefinition:
         if self.type == STRING:
             if not isinstance(value, str):
                 raise InvalidValue(f"{self.name} must be a string.")
+            # Every page renders ui.* values: one that cannot be encoded would break them all.
+            _storable(self.name, value)
             if self.max_length is not None and len(value) > self.max_length:
                 raise InvalidValue(f"{self.name} must be at most {self.max_length} characters.")
             return value
@@ -68,9 +71,15 @@ class SettingDefinition:
                 raise InvalidValue(f"{self.name} must be a whole number (a JSON integer).")
             return self._bounded(value)
         if self.type == FLOAT:
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            if isinstance(value, bool) or not isinstance(value, int | float):
                 raise InvalidValue(f"{self.name} must be a finite number.")
-            return self._bounded(float(value))
+            try:
+                number = float(value)  # an integer beyond 1.8e308 raises OverflowError here
+            except OverflowError:
+                number = math.inf
+            if not math.isfinite(number):
+                raise InvalidValue(f"{self.name} must be a finite number.")
+            return self._bounded(number)
         if self.type == BOOL:
             if not isinstance(value, bool):
                 raise InvalidValue(f"{self.name} must be true or false.")
@@ -97,13 +106,20 @@ class SettingDefinition:
         if self.type in (STRING, ENUM):
             return self.validate(text)
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
+            value = strict_json.loads(text)
+        except LabError:
             raise InvalidValue(f"{self.name}: {text!r} is not a valid {self.type}.") from None
         return self.validate(value)
 
     def shown(self, value: Any) -> Any:
         return MASK if self.sensitive and value not in (None, "") else value
+
+
+def _storable(name: str, value: str) -> None:
+    try:
+        strict_json.check_text(value, name)
+    except LabError as error:
+        raise InvalidValue(error.detail) from None
 
 
 def _number(value: float) -> str:
