@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from synthorg_tornado.auth import roles
-from synthorg_tornado.errors import NotFound
+from synthorg_tornado.auth.api_tokens import DEFAULT_PAGE, MAX_PAGE
+from synthorg_tornado.errors import InvalidValue, NotFound
 from synthorg_tornado.handlers.base import ApiHandler
 from synthorg_tornado.handlers.decorators import authenticated
 
@@ -11,7 +12,14 @@ from synthorg_tornado.handlers.decorators import authenticated
 class TokensHandler(ApiHandler):
     @authenticated
     async def get(self) -> None:
-        self.write_json(await self.services.api_tokens.list(self.identity.user.id))
+        """The caller's live tokens, newest first: `{items, next_cursor}`, like the audit log."""
+        raw_limit = self.get_query_argument("limit", str(DEFAULT_PAGE))
+        if not (raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 4):
+            raise InvalidValue(f"limit must be a whole number from 1 to {MAX_PAGE}.")
+        items, next_cursor = await self.services.api_tokens.list(
+            self.identity.user.id, limit=int(raw_limit), cursor=self.get_query_argument("cursor", None)
+        )
+        self.write_json({"items": items, "next_cursor": next_cursor})
 
     @authenticated
     async def post(self) -> None:
