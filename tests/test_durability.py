@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 
 from synthorg_tornado.auth.audit import SYSTEM
 from synthorg_tornado.clock import utcnow
+from synthorg_tornado.config import ConfigError, load_config
 from synthorg_tornado.errors import Unavailable
 from tests.servers import Lab, ServerProcess, wait_for, write_config
 
@@ -169,3 +170,18 @@ async def test_a_failed_usage_flush_keeps_its_batch_for_the_next_try(app) -> Non
     await services.api_tokens.flush_usage()
     listed, _cursor = await services.api_tokens.list(user.id)
     assert listed[0]["last_used_at"] is not None
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("audit", "retention_days", -1),
+        ("audit", "retention_days", 10**9),
+        ("auth", "max_api_tokens_per_user", 0),
+    ],
+)
+def test_retention_and_token_cap_are_validated(tmp_path: Path, section: str, key: str, value: int) -> None:
+    path = write_config(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", **{section: {key: value}})
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    assert any(problem.startswith(f"{section}.{key}:") for problem in raised.value.problems)

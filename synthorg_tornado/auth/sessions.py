@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from synthorg_tornado.auth.audit import Actor, AuditEvent, AuditLog
@@ -29,6 +30,7 @@ from synthorg_tornado.db.models import WsTicket
 from synthorg_tornado.errors import (
     NotAuthenticated,
     NotFound,
+    PermissionDenied,
     PersistenceFailure,
     SessionExpired,
     SessionRevoked,
@@ -101,9 +103,15 @@ class SessionService:
             session.add(row)
             # The INSERT comes first, so SQLite's write lock is held before anything is read;
             # mark_login then takes the user's row lock on PostgreSQL. Either way the logins of
-            # one user pass the cap below one at a time, each seeing the sessions before it.
-            await session.flush()
+            # one user pass the cap below one at a time, each seeing the sessions before it, and
+            # a disable or delete that committed meanwhile is seen here, not missed.
+            try:
+                await session.flush()
+            except IntegrityError:
+                raise NotAuthenticated("The account no longer exists.") from None
             record = await self.users.mark_login(session, user.id, now)
+            if record is None or record.disabled:
+                raise PermissionDenied("This account is disabled.")
             live = (
                 SessionRow.user_id == user.id,
                 SessionRow.expires_at > now,
@@ -122,8 +130,7 @@ class SessionService:
             if audit is not None:
                 self.audit.add_event(session, audit)
             await session.commit()
-        if record is not None:
-            self.users.remember(record)
+        self.users.remember(record)
         cached = cached_session(row)
         self.cache.put(cached)
         await self._after_revoke(ended, "session_limit")
