@@ -4,7 +4,8 @@ Authenticating a request reads only the cache; the database is read once per ses
 (a session created elsewhere), and written when sessions are created or revoked, plus a debounced
 `last_active_at` so that a busy user costs one write a minute. Revocation updates the database
 first, so a failed write is an error rather than a revocation that a restart would undo, and then
-the cache, so the very next request sees it.
+the cache, so the very next request sees it. Each revocation is one `UPDATE ... WHERE revoked_at
+IS NULL RETURNING` that commits with its audit entries, so racing revocations are recorded once.
 """
 
 from __future__ import annotations

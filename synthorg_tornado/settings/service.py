@@ -3,6 +3,8 @@
 The version check and the write are one statement (`UPDATE ... WHERE version = :expected`, or an
 INSERT that loses on the primary key for the first write), so two people editing at once can
 never overwrite each other unknowingly: the second gets a conflict with the value now stored.
+A write that names no version (`If-Match: *`) is one upsert that bumps whatever version is
+stored, so it never conflicts. Each write commits with its audit entry.
 Effective values are served from memory, so runtime consumers (the login limiter, the session
 policy) read them on every use without touching the database.
 """
