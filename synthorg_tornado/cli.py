@@ -312,7 +312,7 @@ def cmd_token_create(config: Config, args: argparse.Namespace) -> int:
 def cmd_token_list(config: Config, args: argparse.Namespace) -> int:
     async def work(services: Services) -> int:
         user = await services.users.find_by_username(args.user)
-        for token in await services.api_tokens.list(user.id):
+        for token in await services.api_tokens.list_all(user.id):
             print(
                 f"{token['id']}\t{token['prefix']}...\t{token['name']}\texpires {token['expires_at']}"
                 f"\tlast used {token['last_used_at'] or 'never'}"

@@ -150,6 +150,7 @@ class AuthConfig:
     api_token_max_days: int = _key(365, "Longest API token lifetime.", min=1)
     cookie_name: str = _key("synthorg_session", "Name of the session cookie.")
     cleanup_interval_seconds: int = _key(60, "How often expired sessions are pruned.", min=1)
+    max_api_tokens_per_user: int = _key(50, "Live API tokens one user may hold.", min=1, max=10_000)
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,13 @@ class WebSocketConfig:
 class SettingsConfig:
     require_if_match: bool = _key(True, "Writes must send If-Match.")
     values: Mapping[str, Any] = _key(None, "Overrides of setting defaults, `namespace.key: value`.")
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    retention_days: int = _key(
+        365, "Audit entries older than this many days are pruned (0 = keep all).", min=0, max=36500
+    )
 
 
 @dataclass(frozen=True)
@@ -194,6 +202,7 @@ SECTIONS: dict[str, type] = {
     "auth": AuthConfig,
     "websocket": WebSocketConfig,
     "settings": SettingsConfig,
+    "audit": AuditConfig,
     "logging": LoggingConfig,
     "metrics": MetricsConfig,
 }
@@ -209,6 +218,7 @@ class Config:
     auth: AuthConfig
     websocket: WebSocketConfig
     settings: SettingsConfig
+    audit: AuditConfig
     logging: LoggingConfig
     metrics: MetricsConfig
     sources: Mapping[str, str]

@@ -87,7 +87,7 @@ class LabServer:
     async def start(self, sockets: list[socket.socket]) -> None:
         await self.services.start()
         auth = self.config.auth
-        self.add_periodic(self.services.sessions.cleanup, auth.cleanup_interval_seconds, "session cleanup")
+        self.add_periodic(self.services.cleanup, auth.cleanup_interval_seconds, "cleanup")
         self.add_periodic(self.services.flush, ACTIVITY_FLUSH_SECONDS, "activity flush")
         self.add_periodic(self._prune_limiter, 60, "login limiter pruning")
         self.add_periodic(self.services.changes.poll, POLL_SECONDS, "change feed")

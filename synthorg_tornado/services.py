@@ -62,13 +62,18 @@ class Services:
         await self.sessions.load_revoked()
 
     async def flush(self) -> None:
-        """Debounced writes that must not be lost at shutdown."""
+        """The batched activity timestamps, the only writes held in memory (see auth.audit)."""
         await self.sessions.flush_activity()
         await self.api_tokens.flush_usage()
-        await self.audit.flush()
+
+    async def cleanup(self) -> None:
+        """The periodic pruning: expired sessions, spent tickets, audit entries past retention."""
+        await self.sessions.cleanup()
+        retention_days = self.config.audit.retention_days
+        if retention_days:
+            await self.audit.prune(utcnow() - timedelta(days=retention_days))
 
     async def close(self) -> None:
-        await self.audit.close()
         self.hasher.close()
         await self.database.dispose()
 
@@ -101,7 +106,14 @@ def build_services(config: Config, secret: bytes, environ: Mapping[str, str] | N
     sessions = SessionService(
         database, SessionTokens(derive_key(secret, "session-jwt")), user_service, audit_log, bus, policy
     )
-    api_tokens = ApiTokenService(database, user_service, audit_log, bus, auth_config.api_token_max_days)
+    api_tokens = ApiTokenService(
+        database,
+        user_service,
+        audit_log,
+        bus,
+        auth_config.api_token_max_days,
+        auth_config.max_api_tokens_per_user,
+    )
     limiter = LoginLimiter(
         per_minute=lambda: settings_service.value("auth", "login_rate_limit_per_minute"),
         lockout_threshold=lambda: auth_config.lockout_threshold,

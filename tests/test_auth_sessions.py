@@ -217,13 +217,14 @@ def test_api_tokens_work_jupyter_style_and_stop_when_revoked(lab: Lab) -> None:
         me = lab.client(token=token["token"], scheme=scheme).get("/api/v1/me")
         assert me.status == 200 and me.json()["auth"] == "token" and me.json()["session_id"] is None
     listed = client.get("/api/v1/tokens").json()
-    assert [t["id"] for t in listed] == [token["id"]] and "token" not in listed[0]
+    assert listed["next_cursor"] is None
+    assert [t["id"] for t in listed["items"]] == [token["id"]] and "token" not in listed["items"][0]
     logout = lab.client(token=token["token"], scheme="token").post("/api/v1/auth/logout")
     assert logout.status == 400 and logout.code == 2000 and "DELETE /api/v1/tokens" in logout.json()["detail"]
     assert client.delete(f"/api/v1/tokens/{token['id']}").status == 204
     revoked = lab.client(token=token["token"], scheme="token").get("/api/v1/me")
     assert revoked.status == 401 and revoked.code == 1000
-    assert client.get("/api/v1/tokens").json() == []
+    assert client.get("/api/v1/tokens").json() == {"items": [], "next_cursor": None}
 
 
 def test_users_api_is_admin_only_and_rejects_duplicates(lab: Lab) -> None:

@@ -121,7 +121,7 @@ async def test_api_token_use_is_recorded_in_one_batched_write(services) -> None:
     statements = count_statements(services)
     await services.api_tokens.flush_usage()
     assert sum(s.lstrip().upper().startswith("UPDATE") for s in statements) == 1
-    listed = await services.api_tokens.list(user.id)
+    listed, _cursor = await services.api_tokens.list(user.id)
     assert listed[0]["last_used_at"] is not None
 
 

@@ -1,24 +1,36 @@
-"""Personal API tokens: shown once, stored as a SHA-256 digest, cached like sessions."""
+"""Personal API tokens: shown once, stored as a SHA-256 digest, cached like sessions.
+
+Creation and revocation commit with their audit entries. `last_used_at` is the one batched
+write: at most one a minute per token, flushed every few seconds, so a crash may forget up to a
+minute of it (a token then looks used a little earlier than it was, never later).
+"""
 
 from __future__ import annotations
 
+import base64
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 
 from synthorg_tornado.auth.audit import Actor, AuditLog
-from synthorg_tornado.auth.sessions import ACTIVITY_DEBOUNCE
+from synthorg_tornado.auth.session_cache import ACTIVITY_DEBOUNCE
 from synthorg_tornado.auth.tokens import digest, display_prefix, new_api_token, same_digest
 from synthorg_tornado.auth.users import UserRecord, UserService
 from synthorg_tornado.clock import isoformat, utcnow
 from synthorg_tornado.db.engine import Database
-from synthorg_tornado.db.models import ApiToken
-from synthorg_tornado.errors import InvalidValue, NotAuthenticated, NotFound
+from synthorg_tornado.db.models import ApiToken, User
+from synthorg_tornado.errors import Conflict, InvalidValue, NotAuthenticated, NotFound
 from synthorg_tornado.realtime.bus import API_TOKEN_REVOKED, LocalBus
 
 MAX_NAME = 128
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+MAX_ID = 2**63 - 1
+# A cursor is at most a 19-digit id, base64url-encoded: anything longer is refused unread.
+_CURSOR = re.compile(r"[A-Za-z0-9_-]{2,28}")
 
 
 @dataclass
@@ -44,13 +56,20 @@ def _public(row: ApiToken) -> dict[str, Any]:
 
 class ApiTokenService:
     def __init__(
-        self, database: Database, users: UserService, audit: AuditLog, bus: LocalBus, max_days: int
+        self,
+        database: Database,
+        users: UserService,
+        audit: AuditLog,
+        bus: LocalBus,
+        max_days: int,
+        max_per_user: int,
     ) -> None:
         self.database = database
         self.users = users
         self.audit = audit
         self.bus = bus
         self.max_days = max_days
+        self.max_per_user = max_per_user
         self._by_hash: dict[str, CachedToken] = {}
         self._pending_use: dict[int, datetime] = {}
 
@@ -77,38 +96,81 @@ class ApiTokenService:
             created_at=now,
             expires_at=now + timedelta(days=expires_days),
         )
+        cap = self.max_per_user
         async with self.database.session() as session:
+            # The owner's row lock (PostgreSQL), then the INSERT (SQLite's write lock): creations
+            # by one user pass the count below one at a time, so the cap holds under concurrency.
+            await session.execute(select(User.id).where(User.id == user.id).with_for_update(key_share=True))
             session.add(row)
+            await session.flush()
+            if await session.scalar(select(func.count()).where(*_live(user.id, now))) > cap:
+                await session.rollback()
+                raise Conflict(
+                    f"You already have {cap} API tokens, the most allowed; revoke one you no longer "
+                    "use (DELETE /api/v1/tokens/{id}) before creating another."
+                )
+            self.audit.add(
+                session, "token.create", actor, target=f"token:{row.id}", detail={"name": row.name}
+            )
             await session.commit()
-        await self.audit.record("token.create", actor, target=f"token:{row.id}", detail={"name": row.name})
         return {**_public(row), "token": token}
 
-    async def list(self, user_id: int) -> list[dict[str, Any]]:
-        now = utcnow()
+    async def list(
+        self, user_id: int, *, limit: int = DEFAULT_PAGE, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Live tokens, newest first, keyset-paged on the id (ids only grow)."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidValue(f"limit must be between 1 and {MAX_PAGE}.")
+        statement = select(ApiToken).where(*_live(user_id, utcnow()))
+        if cursor:
+            statement = statement.where(ApiToken.id < _decode_cursor(cursor))
+        statement = statement.order_by(ApiToken.id.desc()).limit(limit + 1)
         async with self.database.session() as session:
-            rows = (
-                await session.scalars(
-                    select(ApiToken)
-                    .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
-                    .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
-                )
-            ).all()
-        return [_public(row) for row in rows if row.expires_at is None or row.expires_at > now]
+            rows = list((await session.scalars(statement)).all())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = _encode_cursor(rows[-1].id) if more and rows else None
+        return [_public(row) for row in rows], next_cursor
+
+    async def list_all(self, user_id: int) -> list[dict[str, Any]]:
+        """Every page of `list`, for the command line."""
+        items, cursor = await self.list(user_id, limit=MAX_PAGE)
+        while cursor is not None:
+            page, cursor = await self.list(user_id, limit=MAX_PAGE, cursor=cursor)
+            items.extend(page)
+        return items
 
     async def revoke(self, token_id: int, user_id: int | None, actor: Actor) -> None:
-        """Revoke by id; `user_id` restricts to one owner (another's token is NotFound)."""
+        """Revoke by id; `user_id` restricts to one owner (another's token is NotFound).
+
+        One UPDATE ... WHERE revoked_at IS NULL decides, so of concurrent revocations of a token
+        exactly one is recorded; the others find it revoked already and succeed quietly.
+        """
+        owned = [ApiToken.id == token_id]
+        if user_id is not None:
+            owned.append(ApiToken.user_id == user_id)
         async with self.database.session() as session:
-            row = await session.get(ApiToken, token_id)
-            if row is None or (user_id is not None and row.user_id != user_id):
-                raise NotFound("No such token.")
-            if row.revoked_at is None:
-                row.revoked_at = utcnow()
-                await session.commit()
-            token_hash, owner = row.token_hash, row.user_id
+            revoked = (
+                await session.execute(
+                    update(ApiToken)
+                    .where(*owned, ApiToken.revoked_at.is_(None))
+                    .values(revoked_at=utcnow())
+                    .returning(ApiToken.token_hash, ApiToken.user_id)
+                    .execution_options(synchronize_session=False)
+                )
+            ).first()
+            if revoked is None:
+                token_hash = await session.scalar(select(ApiToken.token_hash).where(*owned))
+                if token_hash is None:
+                    raise NotFound("No such token.")
+                self.forget_revoked(token_hash)  # revoked by someone else a moment ago
+                return
+            self.audit.add(session, "token.revoke", actor, target=f"token:{token_id}")
+            await session.commit()
+        token_hash, owner = revoked
         cached = self._by_hash.get(token_hash)
         if cached is not None:
             cached.revoked = True
-        await self.audit.record("token.revoke", actor, target=f"token:{token_id}")
         await self.bus.publish(API_TOKEN_REVOKED, {"token_id": str(token_id), "user_id": str(owner)})
 
     async def authenticate(self, token: str) -> tuple[UserRecord, CachedToken]:
@@ -162,15 +224,50 @@ class ApiTokenService:
         return True
 
     async def flush_usage(self) -> None:
+        """Write the debounced `last_used_at` values in one batch; a failed batch is kept for
+        the next try (newer values recorded meanwhile win)."""
         pending, self._pending_use = self._pending_use, {}
         if not pending:
             return
-        async with self.database.session() as session:
-            # Core executemany: one statement for the whole batch.
-            await (await session.connection()).execute(
-                update(ApiToken.__table__)
-                .where(ApiToken.__table__.c.id == bindparam("tid"))
-                .values(last_used_at=bindparam("at")),
-                [{"tid": tid, "at": at} for tid, at in pending.items()],
-            )
-            await session.commit()
+        try:
+            async with self.database.session() as session:
+                # Core executemany: one statement for the whole batch.
+                await (await session.connection()).execute(
+                    update(ApiToken.__table__)
+                    .where(ApiToken.__table__.c.id == bindparam("tid"))
+                    .values(last_used_at=bindparam("at")),
+                    [{"tid": tid, "at": at} for tid, at in pending.items()],
+                )
+                await session.commit()
+        except Exception:
+            for tid, at in pending.items():
+                self._pending_use.setdefault(tid, at)
+            raise
+
+
+def _live(user_id: int, now: datetime) -> tuple[Any, ...]:
+    return (
+        ApiToken.user_id == user_id,
+        ApiToken.revoked_at.is_(None),
+        or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
+    )
+
+
+def _encode_cursor(token_id: int) -> str:
+    return base64.urlsafe_b64encode(f"t{token_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    """Strict: only what `_encode_cursor` makes; anything else is a 422, never a 500."""
+    try:
+        if not _CURSOR.fullmatch(cursor):
+            raise ValueError(cursor)
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        if not (raw.startswith("t") and raw[1:].isascii() and raw[1:].isdigit()):
+            raise ValueError(cursor)
+        token_id = int(raw[1:])
+        if token_id > MAX_ID:
+            raise ValueError(cursor)
+        return token_id
+    except ValueError:
+        raise InvalidValue("cursor is not valid; use the next_cursor of a previous page.") from None

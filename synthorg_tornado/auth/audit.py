@@ -1,8 +1,15 @@
-"""The audit log: who did what, to what, from where, with what outcome. Never a secret."""
+"""The audit log: who did what, to what, from where, with what outcome. Never a secret.
+
+Nothing here is buffered. An action that changes state adds its entry to its own transaction
+(`AuditLog.add`), so the change and its entry commit together or not at all: an acknowledged
+action always has its row, even after `kill -9`. An outcome that changes nothing (a refused
+login, a conflict, an invalid value) has no transaction of its own, so `AuditLog.record` writes
+and commits its entry before it returns. What the server does batch in memory, and may lose on a
+crash, is activity timestamps only (sessions' `last_active_at`, API tokens' `last_used_at`).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -10,21 +17,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from synthorg_tornado import strict_json
 from synthorg_tornado.clock import as_utc, isoformat, utcnow
 from synthorg_tornado.db.engine import Database
 from synthorg_tornado.db.models import AuditEntry
-from synthorg_tornado.errors import InvalidValue, LabError, Unavailable
+from synthorg_tornado.errors import InvalidValue, LabError
 
 log = logging.getLogger("synthorg.audit")
 
 MAX_PAGE = 500
-FLUSH_DELAY_SECONDS = 0.2
-# Entries kept for another try when the database is away; beyond this the oldest are dropped.
-MAX_RETAINED = 10_000
 MAX_ENTRY_ID = 2**31 - 1  # audit_log.id is an INTEGER column
+# Rows removed per statement when pruning, so a first prune of a large log never holds SQLite's
+# write lock (or a long PostgreSQL transaction) for more than a moment.
+PRUNE_BATCH = 5_000
 
 
 @dataclass(frozen=True)
@@ -39,21 +47,57 @@ class Actor:
 SYSTEM = Actor(None, "system")
 
 
-class AuditLog:
-    """Entries are buffered and written in batches, a moment after they are recorded.
+@dataclass(frozen=True)
+class AuditEvent:
+    """An entry a caller hands to a service, to be written in the service's own transaction
+    (the logout that a session revocation carries, the login that a new session carries)."""
 
-    A login storm or a burst of conflicting writes would otherwise cost one transaction per
-    attempt. Reading the log flushes first, and so does shutdown, so nothing recorded is missing
-    from a query or lost on a clean stop.
-    """
+    action: str
+    actor: Actor
+    target: str = ""
+    outcome: str = "success"
+    detail: dict[str, Any] | None = None
+
+
+class AuditLog:
+    """Writes entries synchronously with what they describe; reads them newest first."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
-        self._pending: list[dict[str, Any]] = []
-        self._flush_task: asyncio.Task | None = None
-        # Held while a batch is written, so a reader that flushes first also waits for a batch
-        # already on its way to the database.
-        self._writing = asyncio.Lock()
+
+    def add(
+        self,
+        db_session: AsyncSession,
+        action: str,
+        actor: Actor,
+        *,
+        target: str = "",
+        outcome: str = "success",
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Add one entry to the caller's open transaction: it commits (or not) with the action."""
+        db_session.add(
+            AuditEntry(
+                at=utcnow(),
+                actor_id=actor.user_id,
+                actor=actor.name[:64],
+                action=action[:64],
+                target=target[:256],
+                ip_address=actor.ip_address[:64],
+                outcome=outcome[:32],
+                detail=detail or None,
+            )
+        )
+
+    def add_event(self, db_session: AsyncSession, event: AuditEvent) -> None:
+        self.add(
+            db_session,
+            event.action,
+            event.actor,
+            target=event.target,
+            outcome=event.outcome,
+            detail=event.detail,
+        )
 
     async def record(
         self,
@@ -64,58 +108,35 @@ class AuditLog:
         outcome: str = "success",
         detail: dict[str, Any] | None = None,
     ) -> None:
-        """Queue one entry. A failure to audit is logged loudly but does not undo the action."""
-        self._pending.append(
-            {
-                "at": utcnow(),
-                "actor_id": actor.user_id,
-                "actor": actor.name[:64],
-                "action": action[:64],
-                "target": target[:256],
-                "ip_address": actor.ip_address[:64],
-                "outcome": outcome[:32],
-                "detail": detail or None,
-            }
-        )
-        if self._flush_task is None or self._flush_task.done():
-            self._flush_task = asyncio.get_running_loop().create_task(self._flush_soon())
+        """Write and commit one entry before returning: for outcomes that change no state.
 
-    async def _flush_soon(self) -> None:
-        await asyncio.sleep(FLUSH_DELAY_SECONDS)
-        await self.flush()
-
-    async def flush(self) -> None:
-        """Write every queued entry in one statement."""
-        async with self._writing:
-            batch, self._pending = self._pending, []
-            if not batch:
-                return
-            try:
-                await self._write(batch)
-            except Unavailable:
-                # The database is away: keep the entries for the next flush.
-                log.warning("database unavailable; %d audit entries wait for it", len(batch))
-                self._pending[:0] = batch[-MAX_RETAINED:]
-            except Exception:
-                # One entry the database refuses must not hold back the others: write them
-                # one by one and report those that still fail.
-                for entry in batch:
-                    try:
-                        await self._write([entry])
-                    except Exception:
-                        log.exception(
-                            "audit entry %s by %s could not be written", entry["action"], entry["actor"]
-                        )
-
-    async def _write(self, entries: list[dict[str, Any]]) -> None:
+        A database that cannot take the entry raises (`Unavailable`), so the caller answers 503
+        rather than an answer the log does not show.
+        """
         async with self.database.session() as session:
-            await (await session.connection()).execute(insert(AuditEntry.__table__), entries)
+            self.add(session, action, actor, target=target, outcome=outcome, detail=detail)
             await session.commit()
 
-    async def close(self) -> None:
-        if self._flush_task is not None and not self._flush_task.done():
-            self._flush_task.cancel()
-        await self.flush()
+    async def prune(self, before: datetime) -> int:
+        """Delete entries older than `before` (the retention limit); returns how many."""
+        removed = 0
+        while True:
+            oldest = (
+                select(AuditEntry.id).where(AuditEntry.at < before).order_by(AuditEntry.id).limit(PRUNE_BATCH)
+            )
+            async with self.database.session() as session:
+                result = await session.execute(
+                    delete(AuditEntry)
+                    .where(AuditEntry.id.in_(oldest))
+                    .execution_options(synchronize_session=False)
+                )
+                await session.commit()
+            removed += result.rowcount or 0
+            if (result.rowcount or 0) < PRUNE_BATCH:
+                break
+        if removed:
+            log.info("pruned %d audit entries older than %s", removed, isoformat(before))
+        return removed
 
     async def query(
         self,
@@ -130,7 +151,6 @@ class AuditLog:
         """Newest first, keyset-paged on (at, id) so pages stay stable while entries arrive."""
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidValue(f"limit must be between 1 and {MAX_PAGE}.")
-        await self.flush()
         statement = select(AuditEntry)
         if actor:
             statement = statement.where(AuditEntry.actor == actor)

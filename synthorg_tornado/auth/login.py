@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from synthorg_tornado.auth import roles
-from synthorg_tornado.auth.audit import Actor, AuditLog
+from synthorg_tornado.auth.audit import Actor, AuditEvent, AuditLog
 from synthorg_tornado.auth.passwords import PasswordHasher
 from synthorg_tornado.auth.ratelimit import LoginLimiter
 from synthorg_tornado.auth.sessions import CachedSession, SessionService
@@ -89,13 +89,14 @@ class LoginService:
             )
             raise NotAuthenticated(INVALID_CREDENTIALS)
         self.limiter.record_success(account, ip_address)
-        result = await self.start_session(user, ip_address, user_agent)
-        await self.audit.record("auth.login", Actor(user.id, user.username, ip_address), target=user.username)
-        return result
+        login = AuditEvent("auth.login", Actor(user.id, user.username, ip_address), target=user.username)
+        return await self.start_session(user, ip_address, user_agent, audit=login)
 
-    async def start_session(self, user: UserRecord, ip_address: str, user_agent: str) -> LoginResult:
-        token, session = await self.sessions.create(user, ip_address, user_agent)
-        await self.users.mark_login(user.id)
+    async def start_session(
+        self, user: UserRecord, ip_address: str, user_agent: str, *, audit: AuditEvent | None = None
+    ) -> LoginResult:
+        """A new session; `audit` (the login) commits with it, and so does `last_login_at`."""
+        token, session = await self.sessions.create(user, ip_address, user_agent, audit=audit)
         refreshed = await self.users.cached(user.id) or user
         return LoginResult(token, session, refreshed)
 
@@ -122,5 +123,5 @@ class LoginService:
         except Exception:
             self.setup_token = expected  # nothing was created: the token still works
             raise
-        await self.audit.record("auth.setup", Actor(user.id, user.username, ip_address), target=user.username)
-        return await self.start_session(user, ip_address, user_agent)
+        setup = AuditEvent("auth.setup", Actor(user.id, user.username, ip_address), target=user.username)
+        return await self.start_session(user, ip_address, user_agent, audit=setup)

@@ -4,29 +4,34 @@ Authenticating a request reads only the cache; the database is read once per ses
 (a session created elsewhere), and written when sessions are created or revoked, plus a debounced
 `last_active_at` so that a busy user costs one write a minute. Revocation updates the database
 first, so a failed write is an error rather than a revocation that a restart would undo, and then
-the cache, so the very next request sees it.
+the cache, so the very next request sees it. Each revocation is one `UPDATE ... WHERE revoked_at
+IS NULL RETURNING` that commits with its audit entries, so racing revocations are recorded once.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from synthorg_tornado.auth.audit import Actor, AuditLog
+from synthorg_tornado.auth.audit import Actor, AuditEvent, AuditLog
+from synthorg_tornado.auth.session_cache import CachedSession, SessionCache, cached_session
 from synthorg_tornado.auth.tokens import SessionTokens, new_session_id
 from synthorg_tornado.auth.users import UserRecord, UserService
-from synthorg_tornado.clock import isoformat, utcnow
+from synthorg_tornado.clock import utcnow
 from synthorg_tornado.db.engine import Database
 from synthorg_tornado.db.models import Session as SessionRow
 from synthorg_tornado.db.models import WsTicket
 from synthorg_tornado.errors import (
     NotAuthenticated,
     NotFound,
+    PermissionDenied,
     PersistenceFailure,
     SessionExpired,
     SessionRevoked,
@@ -36,50 +41,7 @@ from synthorg_tornado.realtime.bus import SESSION_REVOKED, LocalBus
 
 log = logging.getLogger("synthorg.sessions")
 
-ACTIVITY_DEBOUNCE = timedelta(minutes=1)
 MAX_USER_AGENT = 512
-
-
-@dataclass
-class CachedSession:
-    session_id: str
-    user_id: int
-    created_at: datetime
-    expires_at: datetime
-    last_active_at: datetime
-    ip_address: str
-    user_agent: str
-    revoked: bool = False
-    last_written_at: datetime | None = None
-    # The Bearer identity last built for this session (see Authenticator.identify_cached).
-    identity: Any = None
-
-    def public(self, user: UserRecord | None, current_session_id: str | None) -> dict[str, Any]:
-        return {
-            "session_id": self.session_id,
-            "user_id": str(self.user_id),
-            "username": user.username if user else "",
-            "ip_address": self.ip_address,
-            "user_agent": self.user_agent,
-            "created_at": isoformat(self.created_at),
-            "last_active_at": isoformat(self.last_active_at),
-            "expires_at": isoformat(self.expires_at),
-            "is_current": self.session_id == current_session_id,
-        }
-
-
-def _cached(row: SessionRow) -> CachedSession:
-    return CachedSession(
-        session_id=row.id,
-        user_id=row.user_id,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        last_active_at=row.last_active_at,
-        ip_address=row.ip_address,
-        user_agent=row.user_agent,
-        revoked=row.revoked_at is not None,
-        last_written_at=row.last_active_at,
-    )
 
 
 @dataclass(frozen=True)
@@ -89,50 +51,6 @@ class SessionPolicy:
     ttl: Callable[[], timedelta]
     idle_timeout: Callable[[], timedelta | None]
     max_per_user: Callable[[], int]
-
-
-class SessionCache:
-    """Sessions known to this process, plus ids known to be revoked."""
-
-    def __init__(self) -> None:
-        self.sessions: dict[str, CachedSession] = {}
-        self.revoked: set[str] = set()
-        self.pending_activity: dict[str, datetime] = {}
-
-    def get(self, session_id: str) -> CachedSession | None:
-        return self.sessions.get(session_id)
-
-    def put(self, session: CachedSession) -> None:
-        if session.revoked:
-            self.revoked.add(session.session_id)
-        self.sessions[session.session_id] = session
-
-    def revoke(self, session_id: str) -> None:
-        self.revoked.add(session_id)
-        self.pending_activity.pop(session_id, None)
-        cached = self.sessions.get(session_id)
-        if cached is not None:
-            cached.revoked = True
-
-    def touch(self, session: CachedSession, now: datetime) -> None:
-        session.last_active_at = now
-        if session.last_written_at is None or now - session.last_written_at >= ACTIVITY_DEBOUNCE:
-            self.pending_activity[session.session_id] = now
-            session.last_written_at = now
-
-    def active_count(self, now: datetime) -> int:
-        return sum(1 for s in self.sessions.values() if not s.revoked and s.expires_at > now)
-
-    def evict_expired(self, now: datetime) -> list[tuple[str, int]]:
-        """Forget expired sessions; returns those that were still live (to end their sockets)."""
-        ended = []
-        for session_id, session in list(self.sessions.items()):
-            if session.expires_at <= now:
-                del self.sessions[session_id]
-                self.revoked.discard(session_id)
-                if not session.revoked:
-                    ended.append((session_id, session.user_id))
-        return ended
 
 
 class SessionService:
@@ -161,9 +79,16 @@ class SessionService:
                 select(SessionRow).where(SessionRow.revoked_at.is_not(None), SessionRow.expires_at > now)
             )
             for row in rows:
-                self.cache.put(_cached(row))
+                self.cache.put(cached_session(row))
 
-    async def create(self, user: UserRecord, ip_address: str, user_agent: str) -> tuple[str, CachedSession]:
+    async def create(
+        self, user: UserRecord, ip_address: str, user_agent: str, *, audit: AuditEvent | None = None
+    ) -> tuple[str, CachedSession]:
+        """A new session, the user's `last_login_at` and `audit` (the login) in one transaction.
+
+        The session cap is applied in the same transaction: past `max_sessions_per_user` the
+        oldest live sessions are revoked, each once, however many logins of the user race.
+        """
         now = utcnow()
         row = SessionRow(
             id=new_session_id(),
@@ -174,12 +99,42 @@ class SessionService:
             ip_address=ip_address or "",
             user_agent=(user_agent or "")[:MAX_USER_AGENT],
         )
+        actor = Actor(user.id, user.username, ip_address or "")
         async with self.database.session() as session:
             session.add(row)
+            # The INSERT comes first, so SQLite's write lock is held before anything is read;
+            # mark_login then takes the user's row lock on PostgreSQL. Either way the logins of
+            # one user pass the cap below one at a time, each seeing the sessions before it, and
+            # a disable or delete that committed meanwhile is seen here, not missed.
+            try:
+                await session.flush()
+            except IntegrityError:
+                raise NotAuthenticated("The account no longer exists.") from None
+            record = await self.users.mark_login(session, user.id, now)
+            if record is None or record.disabled:
+                raise PermissionDenied("This account is disabled.")
+            live = (
+                SessionRow.user_id == user.id,
+                SessionRow.expires_at > now,
+                SessionRow.revoked_at.is_(None),
+                SessionRow.id != row.id,
+            )
+            kept = (
+                select(SessionRow.id)
+                .where(*live)
+                .order_by(SessionRow.created_at.desc(), SessionRow.id.desc())
+                .limit(max(self.policy.max_per_user() - 1, 0))
+            )
+            ended = await self._revoke_rows(
+                session, (*live, SessionRow.id.not_in(kept)), now, "session_limit", actor
+            )
+            if audit is not None:
+                self.audit.add_event(session, audit)
             await session.commit()
-        cached = _cached(row)
+        self.users.remember(record)
+        cached = cached_session(row)
         self.cache.put(cached)
-        await self._enforce_limit(user)
+        await self._after_revoke(ended, "session_limit")
         return self.tokens.issue(user.id, row.id, row.created_at, row.expires_at), cached
 
     def authenticate_cached(self, token: str) -> tuple[UserRecord, CachedSession] | None:
@@ -242,7 +197,7 @@ class SessionService:
             row = await session.get(SessionRow, session_id)
         if row is None:
             raise NotAuthenticated("The session does not exist.")
-        cached = _cached(row)
+        cached = cached_session(row)
         self.cache.put(cached)
         return cached
 
@@ -261,7 +216,7 @@ class SessionService:
             if row.id in self.cache.revoked:
                 continue
             known = self.cache.get(row.id)
-            entry = known if known is not None else _cached(row)
+            entry = known if known is not None else cached_session(row)
             if idle is not None and now - entry.last_active_at > idle:
                 continue
             user = await self.users.cached(entry.user_id)
@@ -275,85 +230,97 @@ class SessionService:
         async with self.database.session() as session:
             return await session.scalar(select(SessionRow.user_id).where(SessionRow.id == session_id))
 
-    async def revoke(self, session_id: str, reason: str, actor: Actor) -> None:
-        """Revoke one session. Already revoked is fine; unknown is NotFound."""
-        now = utcnow()
+    async def revoke(
+        self, session_id: str, reason: str, actor: Actor, *, audit: AuditEvent | None = None
+    ) -> None:
+        """Revoke one session, with `audit` (a logout, say) in the same transaction.
+
+        Already revoked is fine and records nothing, since nothing happened; unknown is NotFound.
+        One UPDATE ... WHERE revoked_at IS NULL decides, so of concurrent revocations exactly one
+        is recorded.
+        """
         try:
             async with self.database.session() as session:
-                row = await session.get(SessionRow, session_id)
-                if row is None:
-                    raise NotFound("No such session.")
-                if row.revoked_at is None:
-                    row.revoked_at, row.revoked_reason = now, reason
+                ended = await self._revoke_rows(
+                    session, (SessionRow.id == session_id,), utcnow(), reason, actor
+                )
+                if ended:
+                    if audit is not None:
+                        self.audit.add_event(session, audit)
                     await session.commit()
-                user_id = row.user_id
+                elif (
+                    await session.scalar(select(SessionRow.user_id).where(SessionRow.id == session_id))
+                    is None
+                ):
+                    raise NotFound("No such session.")
         except (NotFound, Unavailable):
             raise
         except Exception as exc:
             log.error("could not revoke session: %s", type(exc).__name__)
             raise PersistenceFailure("The session could not be revoked; it is still active.") from None
-        await self._after_revoke([session_id], user_id, reason, actor)
+        self.cache.revoke(session_id)
+        await self._after_revoke(ended, reason)
 
     async def revoke_all(self, user_id: int, reason: str, actor: Actor, keep: str | None = None) -> int:
-        """Revoke every live session of a user, except `keep`; returns how many."""
+        """Revoke every live session of a user, except `keep`; returns how many this call ended."""
         now = utcnow()
+        conditions = [SessionRow.user_id == user_id, SessionRow.expires_at > now]
+        if keep is not None:
+            conditions.append(SessionRow.id != keep)
         try:
             async with self.database.session() as session:
-                statement = select(SessionRow.id).where(
-                    SessionRow.user_id == user_id, SessionRow.revoked_at.is_(None)
-                )
-                if keep is not None:
-                    statement = statement.where(SessionRow.id != keep)
-                ids = list((await session.scalars(statement)).all())
-                if ids:
-                    await session.execute(
-                        update(SessionRow)
-                        .where(SessionRow.id.in_(ids))
-                        .values(revoked_at=now, revoked_reason=reason)
-                    )
-                    await session.commit()
+                ended = await self._revoke_rows(session, conditions, now, reason, actor)
+                await session.commit()
         except Unavailable:
             raise
         except Exception as exc:
             log.error("could not revoke sessions: %s", type(exc).__name__)
             raise PersistenceFailure("The sessions could not be revoked; they are still active.") from None
-        if ids:
-            await self._after_revoke(ids, user_id, reason, actor)
-        return len(ids)
+        await self._after_revoke(ended, reason)
+        return len(ended)
 
-    async def _after_revoke(self, ids: list[str], user_id: int, reason: str, actor: Actor) -> None:
-        for session_id in ids:
-            self.cache.revoke(session_id)
-        for session_id in ids:
-            await self.audit.record(
-                "session.revoke", actor, target=f"session:{session_id[:8]}", detail={"reason": reason}
+    async def _revoke_rows(
+        self, session: AsyncSession, conditions: Sequence[Any], now: datetime, reason: str, actor: Actor
+    ) -> list[tuple[str, int]]:
+        """Revoke the live rows matching `conditions` in one statement, auditing each in the
+        caller's transaction; returns (session id, user id) of the rows this statement changed.
+
+        `revoked_at IS NULL` is re-checked by the database on each row it updates, so a row that
+        a concurrent transaction revoked first is not changed (nor audited) again.
+        """
+        result = await session.execute(
+            update(SessionRow)
+            .where(SessionRow.revoked_at.is_(None), *conditions)
+            .values(revoked_at=now, revoked_reason=reason)
+            .returning(SessionRow.id, SessionRow.user_id)
+            .execution_options(synchronize_session=False)
+        )
+        ended = [(session_id, user_id) for session_id, user_id in result.all()]
+        for session_id, _user_id in ended:
+            self.audit.add(
+                session,
+                "session.revoke",
+                actor,
+                target=f"session:{session_id[:8]}",
+                detail={"reason": reason},
             )
+        return ended
+
+    async def _after_revoke(self, ended: list[tuple[str, int]], reason: str) -> None:
+        """Once committed: this process's cache at once, other processes and sockets by the bus."""
+        for session_id, _user_id in ended:
+            self.cache.revoke(session_id)
+        for session_id, user_id in ended:
             await self.bus.publish(
                 SESSION_REVOKED, {"session_id": session_id, "user_id": str(user_id), "reason": reason}
             )
 
-    async def _enforce_limit(self, user: UserRecord) -> None:
-        limit = self.policy.max_per_user()
-        now = utcnow()
-        async with self.database.session() as session:
-            ids = list(
-                (
-                    await session.scalars(
-                        select(SessionRow.id)
-                        .where(
-                            SessionRow.user_id == user.id,
-                            SessionRow.revoked_at.is_(None),
-                            SessionRow.expires_at > now,
-                        )
-                        .order_by(SessionRow.created_at.desc(), SessionRow.id)
-                    )
-                ).all()
-            )
-        for session_id in ids[limit:]:
-            await self.revoke(session_id, "session_limit", Actor(user.id, user.username))
-
     async def flush_activity(self) -> None:
-        """Write the debounced `last_active_at` values in one batch."""
+        """Write the debounced `last_active_at` values in one batch.
+
+        The one session write that is batched, and so may be lost by a crash (up to a minute of
+        activity, see `session_cache`). A failed batch is kept for the next try.
+        """
         pending, self.cache.pending_activity = self.cache.pending_activity, {}
         if not pending:
             return

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from synthorg_tornado.auth.api_tokens import ApiTokenService
 from synthorg_tornado.auth.identity import SESSION, TOKEN, Identity
@@ -53,22 +53,20 @@ class TicketService:
         ticket_id = digest(ticket)
         now = utcnow()
         async with self.database.session() as session:
-            spent = await session.execute(
-                update(WsTicket)
-                .where(WsTicket.id == ticket_id, WsTicket.used_at.is_(None), WsTicket.expires_at > now)
-                .values(used_at=now)
-                .execution_options(synchronize_session=False)
-            )
-            await session.commit()
-            if spent.rowcount != 1:
-                raise NotAuthenticated("The ticket is invalid, expired or already used.")
+            # One statement spends the ticket and says whom it was for: of any number of
+            # concurrent redemptions (in any process) exactly one gets a row back.
             row = (
                 await session.execute(
-                    select(WsTicket.user_id, WsTicket.session_id, WsTicket.api_token_id).where(
-                        WsTicket.id == ticket_id
-                    )
+                    update(WsTicket)
+                    .where(WsTicket.id == ticket_id, WsTicket.used_at.is_(None), WsTicket.expires_at > now)
+                    .values(used_at=now)
+                    .returning(WsTicket.user_id, WsTicket.session_id, WsTicket.api_token_id)
+                    .execution_options(synchronize_session=False)
                 )
-            ).one()
+            ).first()
+            await session.commit()
+        if row is None:
+            raise NotAuthenticated("The ticket is invalid, expired or already used.")
         if row.session_id is not None:
             user, cached = await self.sessions.authenticate_session_id(row.session_id)
             return Identity(user, SESSION, session_id=cached.session_id, source="ticket")

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from synthorg_tornado.auth import roles
 from synthorg_tornado.auth.audit import Actor, AuditLog
@@ -186,13 +187,13 @@ class UserService:
         try:
             async with self.database.session() as session:
                 session.add(row)
+                self.audit.add(session, "user.create", actor, target=name, detail={"role": role_name})
                 await session.commit()
         except IntegrityError:
             await self.audit.record("user.create", actor, target=name, outcome="conflict")
             raise DuplicateRecord(f"A user named {name!r} already exists.") from None
         record = _record(row)
         self._directory[record.id] = record
-        await self.audit.record("user.create", actor, target=name, detail={"role": role_name})
         return record
 
     async def update(self, user_id: int, changes: dict[str, Any], *, actor: Actor) -> UserChange:
@@ -214,21 +215,37 @@ class UserService:
             values["password_hash"] = await self.hasher.hash(self.hasher.validate(changes["password"]))
             values["password_changed_at"] = utcnow()
         async with self.database.session() as session:
-            row = await session.get(User, user_id)
+            # The first statement writes, so it takes the row lock (PostgreSQL) or the write lock
+            # (SQLite) before anything is read: concurrent changes of one user queue here and
+            # each sees what the one before it did, so a disable is done (and audited) once.
+            row = await session.scalar(
+                update(User)
+                .where(User.id == user_id)
+                .values(updated_at=utcnow())
+                .returning(User)
+                .execution_options(populate_existing=True)
+            )
             if row is None:
                 raise NotFound("No such user.")
             before = _record(row)
             for name, value in values.items():
                 setattr(row, name, value)
-            row.updated_at = utcnow()
-            await session.commit()
             after = _record(row)
+            change = UserChange(before, after, password_changed="password" in changes)
+            shown = {
+                name: getattr(after, name)
+                for name in changes
+                if name != "password" and getattr(before, name) != getattr(after, name)
+            }
+            if change.password_changed:
+                shown["password"] = "changed"
+            if not shown:
+                # Nothing would change: no write, no entry, no event.
+                await session.rollback()
+                return change
+            self.audit.add(session, "user.update", actor, target=after.username, detail=shown)
+            await session.commit()
         self._directory[user_id] = after
-        change = UserChange(before, after, password_changed="password" in changes)
-        shown = {name: value for name, value in changes.items() if name != "password"}
-        if change.password_changed:
-            shown["password"] = "changed"
-        await self.audit.record("user.update", actor, target=after.username, detail=shown)
         await self.bus.publish(USER_CHANGED, _change_event(change))
         return change
 
@@ -239,25 +256,36 @@ class UserService:
 
     async def delete(self, user_id: int, *, actor: Actor) -> UserRecord:
         async with self.database.session() as session:
-            row = await session.get(User, user_id)
+            # One statement: of two concurrent deletes, one removes the row and is audited.
+            row = await session.scalar(delete(User).where(User.id == user_id).returning(User))
             if row is None:
                 raise NotFound("No such user.")
             record = _record(row)
-            await session.delete(row)
+            self.audit.add(session, "user.delete", actor, target=record.username)
             await session.commit()
         self._directory.pop(user_id, None)
-        await self.audit.record("user.delete", actor, target=record.username)
         await self.bus.publish(USER_CHANGED, {"user_id": str(user_id), "deleted": True})
         return record
 
-    async def mark_login(self, user_id: int) -> None:
-        now = utcnow()
-        async with self.database.session() as session:
-            row = await session.get(User, user_id)
-            if row is not None:
-                row.last_login_at = now
-                await session.commit()
-                self._directory[user_id] = _record(row)
+    async def mark_login(self, db_session: AsyncSession, user_id: int, at: datetime) -> UserRecord | None:
+        """Stamp `last_login_at` in the caller's transaction (the new session's).
+
+        The UPDATE also takes the user's row lock on PostgreSQL, so concurrent logins of one
+        user queue here until the one before has committed: the session cap relies on that.
+        The caller hands the record to `remember` once its transaction has committed.
+        """
+        row = await db_session.scalar(
+            update(User)
+            .where(User.id == user_id)
+            .values(last_login_at=at)
+            .returning(User)
+            .execution_options(populate_existing=True)
+        )
+        return None if row is None else _record(row)
+
+    def remember(self, record: UserRecord) -> None:
+        """A record read in a transaction that has now committed."""
+        self._directory[record.id] = record
 
 
 def _change_event(change: UserChange) -> dict[str, Any]:

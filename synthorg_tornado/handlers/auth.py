@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from synthorg_tornado.auth import roles
+from synthorg_tornado.auth.audit import AuditEvent
 from synthorg_tornado.auth.identity import SESSION
 from synthorg_tornado.errors import InvalidValue, NotFound, PermissionDenied, UnsupportedOperation
 from synthorg_tornado.handlers.base import ApiHandler
@@ -48,8 +49,8 @@ class LogoutHandler(ApiHandler):
                 "An API token has no session to log out of; revoke the token with "
                 "DELETE /api/v1/tokens/{id} instead."
             )
-        await self.services.sessions.revoke(self.identity.session_id, "logout", self.actor)
-        await self.services.audit.record("auth.logout", self.actor, target=self.identity.user.username)
+        logout = AuditEvent("auth.logout", self.actor, target=self.identity.user.username)
+        await self.services.sessions.revoke(self.identity.session_id, "logout", self.actor, audit=logout)
         self.clear_session_cookie()
         self.set_header("Clear-Site-Data", '"cookies"')
         self.set_status(204)

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode
 from tornado import escape, httputil, web
 
 from synthorg_tornado import strict_json
-from synthorg_tornado.auth.audit import Actor
+from synthorg_tornado.auth.audit import Actor, AuditEvent
 from synthorg_tornado.auth.identity import Identity
 from synthorg_tornado.config import Config
 from synthorg_tornado.errors import (
@@ -315,15 +315,10 @@ class PageHandler(BaseHandler):
         except LabError:
             identity = None
         if identity is not None:
-            result = await self.services.login.start_session(
-                identity.user, self.request.remote_ip or "", self.user_agent
-            )
+            ip = self.request.remote_ip or ""
+            login = AuditEvent("auth.token_login", identity.actor(ip), target=identity.user.username)
+            result = await self.services.login.start_session(identity.user, ip, self.user_agent, audit=login)
             self.set_session_cookie(result.token, result.session.expires_at)
-            await self.services.audit.record(
-                "auth.token_login",
-                identity.actor(self.request.remote_ip or ""),
-                target=identity.user.username,
-            )
         remaining = [(k, v) for k, v in parse_qsl(self.request.query, keep_blank_values=True) if k != "token"]
         self.redirect(self.request.path + (f"?{urlencode(remaining)}" if remaining else ""))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from synthorg_tornado.auth.audit import AuditEvent
 from synthorg_tornado.auth.identity import SESSION
 from synthorg_tornado.errors import AccountLocked, LabError, PermissionDenied, RateLimited
 from synthorg_tornado.handlers.base import PageHandler
@@ -41,10 +42,8 @@ class LoginPage(PageHandler):
         try:
             if token:
                 identity = await self.services.authenticator.token_identity(token)
-                result = await self.services.login.start_session(identity.user, ip, agent)
-                await self.services.audit.record(
-                    "auth.token_login", identity.actor(ip), target=identity.user.username
-                )
+                login = AuditEvent("auth.token_login", identity.actor(ip), target=identity.user.username)
+                result = await self.services.login.start_session(identity.user, ip, agent, audit=login)
             else:
                 result = await self.services.login.login(
                     self.get_body_argument("username", ""), self.get_body_argument("password", ""), ip, agent
@@ -118,8 +117,8 @@ class LogoutPage(PageHandler):
     @authenticated
     async def post(self) -> None:
         if self.identity.kind == SESSION and self.identity.session_id:
-            await self.services.sessions.revoke(self.identity.session_id, "logout", self.actor)
-            await self.services.audit.record("auth.logout", self.actor, target=self.identity.user.username)
+            logout = AuditEvent("auth.logout", self.actor, target=self.identity.user.username)
+            await self.services.sessions.revoke(self.identity.session_id, "logout", self.actor, audit=logout)
         self.clear_session_cookie()
         self.set_header("Clear-Site-Data", '"cookies"')
         self.redirect(self.config.server.base_url + "login")

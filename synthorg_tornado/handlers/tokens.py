@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from synthorg_tornado.auth import roles
-from synthorg_tornado.handlers.arguments import parse_id
+from synthorg_tornado.auth.api_tokens import DEFAULT_PAGE, MAX_PAGE
+from synthorg_tornado.handlers.arguments import parse_count, parse_id
 from synthorg_tornado.handlers.base import ApiHandler
 from synthorg_tornado.handlers.decorators import authenticated
 
@@ -11,7 +12,12 @@ from synthorg_tornado.handlers.decorators import authenticated
 class TokensHandler(ApiHandler):
     @authenticated
     async def get(self) -> None:
-        self.write_json(await self.services.api_tokens.list(self.identity.user.id))
+        """The caller's live tokens, newest first: `{items, next_cursor}`, like the audit log."""
+        limit = parse_count("limit", self.get_query_argument("limit", str(DEFAULT_PAGE)), 1, MAX_PAGE)
+        items, next_cursor = await self.services.api_tokens.list(
+            self.identity.user.id, limit=limit, cursor=self.get_query_argument("cursor", None)
+        )
+        self.write_json({"items": items, "next_cursor": next_cursor})
 
     @authenticated
     async def post(self) -> None:

@@ -3,6 +3,8 @@
 The version check and the write are one statement (`UPDATE ... WHERE version = :expected`, or an
 INSERT that loses on the primary key for the first write), so two people editing at once can
 never overwrite each other unknowingly: the second gets a conflict with the value now stored.
+A write that names no version (`If-Match: *`) is one upsert that bumps whatever version is
+stored, so it never conflicts. Each write commits with its audit entry.
 Effective values are served from memory, so runtime consumers (the login limiter, the session
 policy) read them on every use without touching the database.
 """
@@ -19,7 +21,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from synthorg_tornado.auth.audit import Actor, AuditLog
 from synthorg_tornado.clock import isoformat, utcnow
@@ -40,7 +43,6 @@ from synthorg_tornado.settings.registry import SettingDefinition, SettingsRegist
 log = logging.getLogger("synthorg.settings")
 
 DATABASE = "database"
-UNCONDITIONAL_RETRIES = 5
 
 
 @dataclass(frozen=True)
@@ -222,75 +224,74 @@ class SettingsService:
         reset: bool = False,
         unconditional: bool = False,
     ) -> SettingEntry:
-        """Write `value` (or reset to the next source down) if the version is still `current`'s.
+        """Write `value` (or reset to the next source down) if the version is still `current`'s;
+        with `unconditional` (If-Match: *, or no If-Match where allowed), whatever it is now.
 
-        `unconditional` (If-Match: * or no If-Match where allowed) retries on a lost race
-        instead of reporting it, since the client asked for no particular version.
+        Either way one statement decides, and the audit entry commits in its transaction. An
+        unconditional write is an upsert that bumps whatever version is stored, so `*` never
+        fails for a defined setting however many writers race (RFC 9110 section 13.1.1).
         """
         definition = current.definition
-        for _attempt in range(UNCONDITIONAL_RETRIES):
-            stored = await self._swap(definition, current.version, None if reset else value, actor.name)
-            if stored is not None:
-                entry = self._remember(definition, stored)
-                await self._announce(entry, actor, "setting.reset" if reset else "setting.update")
-                return entry
-            current = await self.get(definition.namespace, definition.key)
-            if not unconditional:
-                await self._audit_rejection(definition, actor, "conflict")
-                raise VersionConflict(
-                    f"{definition.name} changed since you read it.", extra={"current": current.public()}
-                )
-        raise VersionConflict(
-            f"{definition.name} is being changed by others; try again.", extra={"current": current.public()}
-        )
-
-    async def _swap(
-        self, definition: SettingDefinition, expected: int, value: Any, who: str
-    ) -> StoredRow | None:
-        """One atomic statement: the row now stored if this write won, else None."""
-        text = None if value is None else json.dumps(value)
+        text = None if reset else json.dumps(value)
         now = utcnow()
+        expected = None if unconditional else current.version
         async with self.database.session() as session:
-            if expected == 0:
-                session.add(
-                    Setting(
-                        namespace=definition.namespace,
-                        key=definition.key,
-                        value=text,
-                        version=1,
-                        updated_at=now,
-                        updated_by=who,
-                    )
+            version = await session.scalar(self._swap(definition, expected, text, now, actor.name))
+            if version is not None:
+                entry = self._entry(
+                    definition, StoredRow(None if reset else value, not reset, version, now, actor.name)
                 )
-                try:
-                    await session.commit()
-                except IntegrityError:
-                    return None
-                return StoredRow(value, value is not None, 1, now, who)
-            result = await session.execute(
-                update(Setting)
-                .where(
-                    Setting.namespace == definition.namespace,
-                    Setting.key == definition.key,
-                    Setting.version == expected,
+                self.audit.add(
+                    session,
+                    "setting.reset" if reset else "setting.update",
+                    actor,
+                    target=definition.name,
+                    detail={"version": version, "value": definition.shown(entry.value)},
                 )
-                .values(value=text, version=Setting.version + 1, updated_at=now, updated_by=who)
-                .execution_options(synchronize_session=False)
+                await session.commit()
+        if version is None:
+            current = await self.get(definition.namespace, definition.key)
+            await self._audit_rejection(definition, actor, "conflict")
+            raise VersionConflict(
+                f"{definition.name} changed since you read it.", extra={"current": current.public()}
             )
-            await session.commit()
-            return (
-                StoredRow(value, value is not None, expected + 1, now, who) if result.rowcount == 1 else None
-            )
-
-    async def _announce(self, entry: SettingEntry, actor: Actor, action: str) -> None:
-        definition = entry.definition
-        await self.audit.record(
-            action,
-            actor,
-            target=definition.name,
-            detail={"version": entry.version, "value": definition.shown(entry.value)},
-        )
+        self._rows[definition.name] = entry.row
         await self.publish(entry)
+        return entry
+
+    def _swap(
+        self, definition: SettingDefinition, expected: int | None, text: str | None, now: datetime, who: str
+    ) -> Any:
+        """The one statement of a write, returning the new version, or no row if it lost.
+
+        `expected` None: an upsert. 0 (never written): an INSERT that does nothing when another
+        first write got there before. Otherwise `UPDATE ... WHERE version = :expected`.
+        """
+        table = Setting.__table__
+        written = {"value": text, "updated_at": now, "updated_by": who}
+        if expected is not None and expected > 0:
+            statement = (
+                update(table)
+                .where(table.c.namespace == definition.namespace, table.c.key == definition.key)
+                .where(table.c.version == expected)
+                .values(version=table.c.version + 1, **written)
+            )
+            return statement.returning(table.c.version)
+        insert = pg_insert if self.database.config.is_postgresql else sqlite_insert
+        first = insert(table).values(namespace=definition.namespace, key=definition.key, version=1, **written)
+        primary_key = [table.c.namespace, table.c.key]
+        if expected == 0:
+            return first.on_conflict_do_nothing(index_elements=primary_key).returning(table.c.version)
+        excluded = first.excluded
+        return first.on_conflict_do_update(
+            index_elements=primary_key,
+            set_={
+                "value": excluded.value,
+                "updated_at": excluded.updated_at,
+                "updated_by": excluded.updated_by,
+                "version": table.c.version + 1,
+            },
+        ).returning(table.c.version)
 
     async def publish(self, entry: SettingEntry) -> None:
         public = entry.public()

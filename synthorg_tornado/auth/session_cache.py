@@ -1,0 +1,105 @@
+"""What one process knows about sessions: the cache the hot path reads, with no database.
+
+Activity is the one thing kept here that may be lost: `last_active_at` is written at most once
+a minute per session, in batches (`pending_activity`), so a crash forgets up to a minute of it.
+An idle timeout may then end a session up to a minute early, never late. Everything else a
+session does (creation, revocation and their audit entries) commits before it is answered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from synthorg_tornado.auth.users import UserRecord
+from synthorg_tornado.clock import isoformat
+from synthorg_tornado.db.models import Session as SessionRow
+
+ACTIVITY_DEBOUNCE = timedelta(minutes=1)
+
+
+@dataclass
+class CachedSession:
+    session_id: str
+    user_id: int
+    created_at: datetime
+    expires_at: datetime
+    last_active_at: datetime
+    ip_address: str
+    user_agent: str
+    revoked: bool = False
+    last_written_at: datetime | None = None
+    # The Bearer identity last built for this session (see Authenticator.identify_cached).
+    identity: Any = None
+
+    def public(self, user: UserRecord | None, current_session_id: str | None) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "user_id": str(self.user_id),
+            "username": user.username if user else "",
+            "ip_address": self.ip_address,
+            "user_agent": self.user_agent,
+            "created_at": isoformat(self.created_at),
+            "last_active_at": isoformat(self.last_active_at),
+            "expires_at": isoformat(self.expires_at),
+            "is_current": self.session_id == current_session_id,
+        }
+
+
+def cached_session(row: SessionRow) -> CachedSession:
+    return CachedSession(
+        session_id=row.id,
+        user_id=row.user_id,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        last_active_at=row.last_active_at,
+        ip_address=row.ip_address,
+        user_agent=row.user_agent,
+        revoked=row.revoked_at is not None,
+        last_written_at=row.last_active_at,
+    )
+
+
+class SessionCache:
+    """Sessions known to this process, plus ids known to be revoked."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, CachedSession] = {}
+        self.revoked: set[str] = set()
+        self.pending_activity: dict[str, datetime] = {}
+
+    def get(self, session_id: str) -> CachedSession | None:
+        return self.sessions.get(session_id)
+
+    def put(self, session: CachedSession) -> None:
+        if session.revoked:
+            self.revoked.add(session.session_id)
+        self.sessions[session.session_id] = session
+
+    def revoke(self, session_id: str) -> None:
+        self.revoked.add(session_id)
+        self.pending_activity.pop(session_id, None)
+        cached = self.sessions.get(session_id)
+        if cached is not None:
+            cached.revoked = True
+
+    def touch(self, session: CachedSession, now: datetime) -> None:
+        session.last_active_at = now
+        if session.last_written_at is None or now - session.last_written_at >= ACTIVITY_DEBOUNCE:
+            self.pending_activity[session.session_id] = now
+            session.last_written_at = now
+
+    def active_count(self, now: datetime) -> int:
+        return sum(1 for s in self.sessions.values() if not s.revoked and s.expires_at > now)
+
+    def evict_expired(self, now: datetime) -> list[tuple[str, int]]:
+        """Forget expired sessions; returns those that were still live (to end their sockets)."""
+        ended = []
+        for session_id, session in list(self.sessions.items()):
+            if session.expires_at <= now:
+                del self.sessions[session_id]
+                self.revoked.discard(session_id)
+                if not session.revoked:
+                    ended.append((session_id, session.user_id))
+        return ended
