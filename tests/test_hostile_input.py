@@ -255,6 +255,15 @@ def test_json_login_refuses_text_plain_with_415(lab: Lab) -> None:
     assert ok.status == 200, ok
 
 
+@pytest.mark.parametrize("username", ["admin\n", "trailing\n", "new\nline", "", "x" * 65])
+def test_usernames_outside_the_pattern_are_422_even_with_a_trailing_newline(lab: Lab, username: str) -> None:
+    reply = lab.admin.post(
+        "/api/v1/users", {"username": username, "password": "long-enough-1", "role": "member"}
+    )
+    assert reply.status == 422 and reply.code == 2000
+    assert all(user["username"] != username for user in lab.admin.get("/api/v1/users").json())
+
+
 @pytest.mark.parametrize("raw_id", ["%C2%B2", "99999999999999999999", "2147483648"])
 def test_odd_ids_in_paths_are_404(lab: Lab, raw_id: str) -> None:
     assert lab.admin.get(f"/api/v1/users/{raw_id}").code == 3000

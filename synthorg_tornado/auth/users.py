@@ -20,7 +20,7 @@ from synthorg_tornado.db.models import User
 from synthorg_tornado.errors import DuplicateRecord, InvalidValue, NotFound
 from synthorg_tornado.realtime.bus import USER_CHANGED, LocalBus
 
-USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+USERNAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_DISPLAY_NAME = 128
 
 
@@ -61,7 +61,7 @@ def _record(row: User) -> UserRecord:
 
 
 def validate_username(username: object) -> str:
-    if not isinstance(username, str) or not USERNAME_PATTERN.match(username):
+    if not isinstance(username, str) or not USERNAME_PATTERN.fullmatch(username):
         raise InvalidValue("username must be 1-64 characters of letters, digits, '.', '_' or '-'.")
     return username
 
