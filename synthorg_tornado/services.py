@@ -57,6 +57,7 @@ class Services:
     started_at: float = field(default_factory=time.monotonic)
 
     async def start(self) -> None:
+        await self.hasher.prepare()
         self.changes.watermark = utcnow()
         await self.settings.load()
         await self.sessions.load_revoked()
@@ -65,6 +66,7 @@ class Services:
         """Debounced writes that must not be lost at shutdown."""
         await self.sessions.flush_activity()
         await self.api_tokens.flush_usage()
+        await self.login.throttled.flush()
         await self.audit.flush()
 
     async def close(self) -> None:

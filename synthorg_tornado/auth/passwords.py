@@ -21,6 +21,14 @@ from synthorg_tornado.errors import InvalidValue
 MAX_PASSWORD_BYTES = 72
 
 
+def cost_of(password_hash: str) -> int | None:
+    """The cost factor of a bcrypt hash (`$2b$12$...` -> 12), None if it is not one."""
+    parts = password_hash.split("$")
+    if len(parts) < 4 or not parts[2].isdigit():
+        return None
+    return int(parts[2])
+
+
 def _lowest_priority() -> None:
     """Hashing threads yield the CPU to the IOLoop thread.
 
@@ -68,11 +76,36 @@ class PasswordHasher:
         matches = await self._run(bcrypt.checkpw, candidate, target)
         return bool(matches) and password_hash is not None
 
+    async def prepare(self) -> None:
+        """Build the dummy hash at start-up, before the first request.
+
+        Built lazily, the first unknown-user login paid a hash on top of the check (twice as
+        slow), which told that user apart. Its cost is the configured `rounds`, not that of the
+        hashes already stored: every hash written from now on (new users, password changes, and
+        the re-hash of each successful login) has that cost, so it is the cost every account
+        that is in use converges to. Accounts nobody has logged in to since the cost was raised
+        keep their old, cheaper hash until their next login.
+        """
+        await self._dummy()
+
     async def _dummy(self) -> bytes:
         if self._dummy_hash is None:
             random_password = secrets.token_bytes(16)
             self._dummy_hash = await self._run(bcrypt.hashpw, random_password, bcrypt.gensalt(self.rounds))
         return self._dummy_hash
+
+    def needs_rehash(self, password_hash: str | None) -> bool:
+        """True when a stored hash has another cost than the configured one."""
+        return password_hash is not None and cost_of(password_hash) not in (None, self.rounds)
+
+    async def rehash(self, password: str) -> str:
+        """A hash of a password just verified, at the configured cost.
+
+        Not `hash()`: the password was accepted when it was set, and a rule tightened since
+        (`password_min_length`) must not stop its owner from logging in.
+        """
+        digest = await self._run(bcrypt.hashpw, password.encode(), bcrypt.gensalt(self.rounds))
+        return digest.decode()
 
     async def _run(self, function, *args):  # type: ignore[no-untyped-def]
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)

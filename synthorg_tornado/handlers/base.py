@@ -6,6 +6,7 @@ test can build an application with its own services.
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Awaitable
 from datetime import datetime
@@ -170,6 +171,27 @@ class BaseHandler(LabHandlerMixin, web.RequestHandler):
         )
         self.xsrf_token  # noqa: B018 - sets the _xsrf cookie for the client's next write
 
+    def check_xsrf_cookie(self) -> None:
+        """Tornado's check, but the value is taken only from the `X-XSRFToken` (or
+        `X-CSRFToken`) header or the form body, never from the query string, where it would
+        end up in access logs, proxy logs and the browser's history.
+
+        It also holds before any session exists: a login form posted from another site carries
+        no `_xsrf` cookie of ours (it is SameSite=Strict), so nothing matches and nobody is
+        logged in.
+        """
+        submitted = (
+            self.request.headers.get("X-Xsrftoken")
+            or self.request.headers.get("X-Csrftoken")
+            or self.get_body_argument("_xsrf", None)
+        )
+        if not submitted:
+            raise web.HTTPError(403, "'_xsrf' missing: send it in the X-XSRFToken header or the form body")
+        _, token, _ = self._decode_xsrf_token(submitted)
+        _, expected, _ = self._get_raw_xsrf_token()
+        if not token or not hmac.compare_digest(escape.utf8(token), escape.utf8(expected)):
+            raise web.HTTPError(403, "The _xsrf value does not match the XSRF cookie")
+
     async def end_replaced_session(self) -> None:
         """After a (re-)login, the session the client held before is ended, never kept alongside."""
         previous = self._identity
@@ -308,6 +330,9 @@ class PageHandler(BaseHandler):
             self.clear_session_cookie()
 
     async def _exchange_query_token(self, token: str) -> None:
+        """The session the browser held before (its cookie) ends once the new one exists, as at
+        any re-login; a token that is not valid changes nothing."""
+        await self.identify()
         try:
             identity = await self.services.authenticator.token_identity(token)
         except LabError:
@@ -316,6 +341,7 @@ class PageHandler(BaseHandler):
             result = await self.services.login.start_session(
                 identity.user, self.request.remote_ip or "", self.user_agent
             )
+            await self.end_replaced_session()
             self.set_session_cookie(result.token, result.session.expires_at)
             await self.services.audit.record(
                 "auth.token_login",
