@@ -172,14 +172,10 @@ class BaseHandler(LabHandlerMixin, web.RequestHandler):
         self.xsrf_token  # noqa: B018 - sets the _xsrf cookie for the client's next write
 
     def check_xsrf_cookie(self) -> None:
-        """Tornado's check, but the value is taken only from the `X-XSRFToken` (or
-        `X-CSRFToken`) header or the form body, never from the query string, where it would
-        end up in access logs, proxy logs and the browser's history.
-
-        It also holds before any session exists: a login form posted from another site carries
-        no `_xsrf` cookie of ours (it is SameSite=Strict), so nothing matches and nobody is
-        logged in.
-        """
+        """Tornado's check, with the value taken from the `X-XSRFToken` / `X-CSRFToken` header
+        or the form body only: in the query string it would reach logs and browser history.
+        It holds before any session exists too: a cross-site login form comes without our
+        SameSite=Strict `_xsrf` cookie, so nothing matches and nobody is logged in."""
         submitted = (
             self.request.headers.get("X-Xsrftoken")
             or self.request.headers.get("X-Csrftoken")
