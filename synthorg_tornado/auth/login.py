@@ -120,8 +120,9 @@ class LoginService:
     async def _upgrade_hash(self, user: UserRecord, password: str, password_hash: str | None) -> None:
         """Re-hash at the configured cost after `auth.bcrypt_rounds` changed.
 
-        Otherwise an old, cheaper hash answers faster than the dummy hash unknown users are
-        checked against, which tells existing accounts apart. The login goes on if this fails.
+        An old, cheaper hash would answer faster than the dummy hash unknown users are checked
+        against; `verify` pads it meanwhile, and the re-hash makes the padding unnecessary from
+        the account's next check on. The login goes on if this fails.
         """
         if not self.hasher.needs_rehash(password_hash):
             return
