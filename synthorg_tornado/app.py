@@ -10,7 +10,7 @@ from synthorg_tornado.handlers import (
     access_log,
     audit,
     auth,
-    base,
+    fallbacks,
     health,
     hosts,
     me,
@@ -34,15 +34,15 @@ def make_app(config: Config, services: Services) -> web.Application:
     routes: list[tuple] = []
     for module in HANDLER_MODULES:
         routes.extend((prefix + pattern, *rest) for pattern, *rest in module.default_handlers)
-    routes.append((prefix + r"static/(.*)", base.StaticHandler, {"path": str(STATIC_DIR)}))
-    routes.append((prefix + r"api(?:/.*)?", base.ApiNotFoundHandler))
+    routes.append((prefix + r"static/(.*)", fallbacks.StaticHandler, {"path": str(STATIC_DIR)}))
+    routes.append((prefix + r"api(?:/.*)?", fallbacks.ApiNotFoundHandler))
     if prefix != "/":
         routes.append((prefix.rstrip("/"), pages.BaseUrlRedirect))
     return web.Application(
         routes,
         config=config,
         services=services,
-        default_handler_class=base.PageNotFoundHandler,
+        default_handler_class=fallbacks.PageNotFoundHandler,
         allowed_host_names=hosts.allowed_host_names(config),
         log_function=access_log.log_request,
         cookie_secret=derive_key(services.secret, "cookies"),

@@ -57,14 +57,16 @@ class Services:
     started_at: float = field(default_factory=time.monotonic)
 
     async def start(self) -> None:
+        await self.hasher.prepare()
         self.changes.watermark = utcnow()
         await self.settings.load()
         await self.sessions.load_revoked()
 
     async def flush(self) -> None:
-        """The batched activity timestamps, the only writes held in memory (see auth.audit)."""
+        """The writes held in memory: activity timestamps and the counts of throttled bursts."""
         await self.sessions.flush_activity()
         await self.api_tokens.flush_usage()
+        await self.login.throttled.flush()
 
     async def cleanup(self) -> None:
         """The periodic pruning: expired sessions, spent tickets, audit entries past retention."""

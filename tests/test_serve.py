@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from synthorg_tornado.db import migrate
 from tests.servers import REPO, ServerProcess, free_port, http_request, write_config
 
 
@@ -47,7 +48,7 @@ def test_shipped_config_serves_health_on_sqlite_and_stops_on_sigterm(tmp_path: P
         check=False,
     )
     assert current.returncode == 0, current.stderr
-    assert "0001 (up to date)" in current.stdout
+    assert f"{migrate.head_revision()} (up to date)" in current.stdout
 
 
 def test_serve_migrates_and_answers_on_each_backend(database_url: str, tmp_path: Path) -> None:
@@ -57,7 +58,7 @@ def test_serve_migrates_and_answers_on_each_backend(database_url: str, tmp_path:
         reply = http_request(server.url + "api/v1/health")
         assert reply.status == 200
         assert reply.json()["database"] == "ok"
-        assert "Running upgrade" in server.log() or "0001" in server.log()
+        assert "Running upgrade" in server.log() or migrate.head_revision() in server.log()
     finally:
         assert server.terminate() == 0
 
@@ -76,9 +77,9 @@ def test_db_upgrade_then_current_reports_head(sqlite_url: str, tmp_path: Path) -
         [*run, "db", "upgrade", "--config", str(config)], capture_output=True, text=True
     )
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "revision 0001" in upgraded.stdout
+    assert f"revision {migrate.head_revision()}" in upgraded.stdout
     current = subprocess.run([*run, "db", "current", "--config", str(config)], capture_output=True, text=True)
-    assert current.stdout.strip() == "0001 (up to date)"
+    assert current.stdout.strip() == f"{migrate.head_revision()} (up to date)"
 
 
 def test_auto_upgrade_off_refuses_an_unmigrated_database(sqlite_url: str, tmp_path: Path) -> None:

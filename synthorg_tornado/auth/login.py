@@ -2,6 +2,8 @@
 
 Unknown user, disabled user and wrong password all give the same answer after the same work
 (a bcrypt check against a dummy hash), so a response never tells whether an account exists.
+Every password check, at login or before a password change, takes its place under the limits
+synchronously, before its first await (see `ratelimit`).
 """
 
 from __future__ import annotations
@@ -10,15 +12,21 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from synthorg_tornado.auth import roles
 from synthorg_tornado.auth.audit import Actor, AuditEvent, AuditLog
 from synthorg_tornado.auth.passwords import PasswordHasher
-from synthorg_tornado.auth.ratelimit import LoginLimiter
+from synthorg_tornado.auth.ratelimit import Attempt, LoginLimiter
 from synthorg_tornado.auth.sessions import CachedSession, SessionService
+from synthorg_tornado.auth.throttle_audit import ThrottledAttempts
 from synthorg_tornado.auth.tokens import new_setup_token, same_digest
-from synthorg_tornado.auth.users import UserRecord, UserService
+from synthorg_tornado.auth.users import UserRecord, UserService, validate_username
 from synthorg_tornado.clock import isoformat
-from synthorg_tornado.errors import InvalidValue, NotAuthenticated, PermissionDenied
+from synthorg_tornado.errors import (
+    AccountLocked,
+    InvalidValue,
+    NotAuthenticated,
+    PermissionDenied,
+    RateLimited,
+)
 
 log = logging.getLogger("synthorg.login")
 
@@ -55,6 +63,7 @@ class LoginService:
         self.hasher = hasher
         self.limiter = limiter
         self.audit = audit
+        self.throttled = ThrottledAttempts(audit)
         self.failed_logins = 0
         self.setup_token: str | None = None
 
@@ -64,33 +73,64 @@ class LoginService:
         if not isinstance(username, str) or not isinstance(password, str):
             raise InvalidValue("username and password must be strings.")
         account = username.strip().lower()
-        try:
-            self.limiter.check(account, ip_address)
-        except Exception as exc:
-            await self.audit.record(
-                "auth.login",
-                Actor(None, username[:64], ip_address),
-                target=username[:64],
-                outcome="throttled",
-                detail={"reason": type(exc).__name__},
-            )
-            raise
-        found = await self.users.find_for_login(account) if account else None
-        user, password_hash = found if found else (None, None)
-        usable_hash = password_hash if user is not None and not user.disabled else None
-        if not await self.hasher.verify(password, usable_hash):
-            self.limiter.record_failure(account, ip_address)
-            self.failed_logins += 1
-            await self.audit.record(
-                "auth.login",
-                Actor(user.id if user else None, username[:64], ip_address),
-                target=username[:64],
-                outcome="failure",
-            )
-            raise NotAuthenticated(INVALID_CREDENTIALS)
-        self.limiter.record_success(account, ip_address)
+        actor = Actor(None, username[:64], ip_address)
+        with await self._admit("auth.login", account, actor, target=username[:64]) as attempt:
+            found = await self.users.find_for_login(account) if account else None
+            user, password_hash = found if found else (None, None)
+            usable_hash = password_hash if user is not None and not user.disabled else None
+            if not await self.hasher.verify(password, usable_hash):
+                attempt.failed()
+                self.failed_logins += 1
+                await self.audit.record(
+                    "auth.login",
+                    Actor(user.id if user else None, username[:64], ip_address),
+                    target=username[:64],
+                    outcome="failure",
+                )
+                raise NotAuthenticated(INVALID_CREDENTIALS)
+            attempt.succeeded()
+        await self._upgrade_hash(user, password, password_hash)
         login = AuditEvent("auth.login", Actor(user.id, user.username, ip_address), target=user.username)
         return await self.start_session(user, ip_address, user_agent, audit=login)
+
+    async def confirm_password(self, user: UserRecord, password: object, actor: Actor) -> None:
+        """Check a signed-in user's current password (before changing it) under the login limits.
+
+        The same per-IP and (account, IP) budgets as `login`: a stolen session must not become a
+        way to guess the password at bcrypt speed.
+        """
+        account = user.username.lower()
+        with await self._admit("user.password", account, actor, target=user.username) as attempt:
+            if not await self.users.verify_password(user.id, password):
+                attempt.failed()
+                await self.audit.record("user.password", actor, target=user.username, outcome="failure")
+                raise PermissionDenied("The current password is incorrect.")
+            attempt.succeeded()
+
+    async def _admit(self, action: str, account: str, actor: Actor, *, target: str) -> Attempt:
+        """A place under the limits, taken before anything is awaited; a refusal is audited
+        once per burst."""
+        try:
+            return self.limiter.admit(account, actor.ip_address)
+        except (RateLimited, AccountLocked) as refusal:
+            await self.throttled.record(action, actor, target=target, reason=type(refusal).__name__)
+            raise
+
+    async def _upgrade_hash(self, user: UserRecord, password: str, password_hash: str | None) -> None:
+        """Re-hash at the configured cost after `auth.bcrypt_rounds` changed.
+
+        An old, cheaper hash would answer faster than the dummy hash unknown users are checked
+        against; `verify` pads it meanwhile, and the re-hash makes the padding unnecessary from
+        the account's next check on. The login goes on if this fails.
+        """
+        if not self.hasher.needs_rehash(password_hash):
+            return
+        assert password_hash is not None
+        try:
+            fresh = await self.hasher.rehash(password)
+            await self.users.replace_password_hash(user.id, password_hash, fresh)
+        except Exception:
+            log.warning("could not re-hash the password of user %s at the new cost", user.id, exc_info=True)
 
     async def start_session(
         self, user: UserRecord, ip_address: str, user_agent: str, *, audit: AuditEvent | None = None
@@ -112,14 +152,16 @@ class LoginService:
         expected = self.setup_token
         if expected is None or not isinstance(token, str) or not same_digest(token, expected):
             raise PermissionDenied("A valid setup token is required; it is printed when the server starts.")
-        if await self.users.count() > 0:
-            self.setup_token = None
-            raise PermissionDenied("Setup is already complete.")
-        # Spent before the first await that could interleave with another setup request.
+        # A typo in the form is answered before the token is spent, so it still works.
+        validate_username(username)
+        self.hasher.validate(password)
+        # Spent before the first await: of concurrent requests with the token, one gets past.
         self.setup_token = None
         actor = Actor(None, "setup", ip_address)
         try:
-            user = await self.users.create(username, password, roles.ADMIN, actor=actor)
+            user = await self.users.create_first_admin(username, password, actor=actor)
+        except PermissionDenied:
+            raise
         except Exception:
             self.setup_token = expected  # nothing was created: the token still works
             raise

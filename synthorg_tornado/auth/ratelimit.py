@@ -3,6 +3,13 @@
 Keying the lockout by account AND address means an attacker hammering an account locks only
 themselves out: the owner, logging in from elsewhere, is unaffected. State is per process and in
 memory; both limits are about slowing guessing, not accounting.
+
+An attempt is counted when it is admitted, not when its password check ends. `admit()` is
+synchronous, so it runs before the first await of the request: it reserves a place under both
+limits, and a concurrent burst can therefore never have more passwords checked than the limits
+allow, however many requests arrive at once. A reservation is released when the password was
+right and becomes a failure when it was wrong. The price is that attempts still in flight count
+against the limit: at most `limit` logins from one address are checked at the same time.
 """
 
 from __future__ import annotations
@@ -11,18 +18,62 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from types import TracebackType
 
 from synthorg_tornado.errors import AccountLocked, RateLimited
 
 WINDOW_SECONDS = 60.0
+# Retry-After while the limit is full of attempts still being checked: they end within a
+# bcrypt check, and may succeed and free their place.
+IN_FLIGHT_RETRY_SECONDS = 1
 
 
 @dataclass
 class _AccountFailures:
     count: int = 0
     locked_until: float = 0.0
-    last_failure: float = field(default_factory=time.monotonic)
+    last_failure: float = 0.0
+    pending: int = 0
+
+
+class Attempt:
+    """One admitted password check. Settle it once with `succeeded()` or `failed()`.
+
+    Used as a context manager, an attempt that ends without a verdict (the database was away, the
+    request was cancelled) is released without counting as a failure.
+    """
+
+    def __init__(self, limiter: LoginLimiter, account: str, ip: str) -> None:
+        self._limiter = limiter
+        self.account = account
+        self.ip = ip
+        self._settled = False
+
+    def succeeded(self) -> None:
+        if self._settle():
+            self._limiter._settle(self.account, self.ip, failed=False)
+
+    def failed(self) -> None:
+        if self._settle():
+            self._limiter._settle(self.account, self.ip, failed=True)
+
+    def release(self) -> None:
+        """Neither verdict: the place is given back and nothing is counted."""
+        if self._settle():
+            self._limiter._settle(self.account, self.ip, failed=None)
+
+    def _settle(self) -> bool:
+        first, self._settled = not self._settled, True
+        return first
+
+    def __enter__(self) -> Attempt:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
 
 
 class LoginLimiter:
@@ -39,36 +90,65 @@ class LoginLimiter:
         self._lockout_seconds = lockout_seconds
         self._clock = clock
         self._ip_failures: dict[str, deque[float]] = {}
+        self._ip_pending: dict[str, int] = {}
         self._accounts: dict[tuple[str, str], _AccountFailures] = {}
 
-    def check(self, account: str, ip: str) -> None:
-        """Raise before the password is even checked if this attempt is not allowed."""
+    def admit(self, account: str, ip: str) -> Attempt:
+        """Reserve a place for one password check, or raise if this attempt is not allowed.
+
+        Synchronous on purpose: the check and the reservation happen with no await between them.
+        """
         now = self._clock()
         failures = self._window(ip, now)
-        if failures is not None and len(failures) >= self._per_minute():
-            retry = failures[0] + WINDOW_SECONDS - now
+        failed = len(failures) if failures else 0
+        pending = self._ip_pending.get(ip, 0)
+        if failed + pending >= self._per_minute():
+            retry = failures[0] + WINDOW_SECONDS - now if failures and failed >= self._per_minute() else 0
             raise RateLimited(
                 "Too many failed logins from your address. Try again later.",
-                retry_after=max(1, math.ceil(retry)),
+                retry_after=max(IN_FLIGHT_RETRY_SECONDS, math.ceil(retry)),
             )
-        state = self._accounts.get((account, ip))
-        if state is not None and state.locked_until > now:
-            raise AccountLocked(retry_after=max(1, math.ceil(state.locked_until - now)))
+        key = (account, ip)
+        state = self._accounts.get(key)
+        if state is not None:
+            if state.locked_until > now:
+                raise AccountLocked(retry_after=max(1, math.ceil(state.locked_until - now)))
+            self._forget_stale(state, now)
+            if state.count + state.pending >= self._threshold():
+                raise AccountLocked(retry_after=IN_FLIGHT_RETRY_SECONDS)
+        else:
+            state = self._accounts[key] = _AccountFailures()
+        state.pending += 1
+        self._ip_pending[ip] = pending + 1
+        return Attempt(self, account, ip)
 
-    def record_failure(self, account: str, ip: str) -> None:
+    def _settle(self, account: str, ip: str, failed: bool | None) -> None:
         now = self._clock()
-        self._ip_failures.setdefault(ip, deque()).append(now)
-        state = self._accounts.setdefault((account, ip), _AccountFailures())
+        pending = self._ip_pending.get(ip, 0) - 1
+        if pending > 0:
+            self._ip_pending[ip] = pending
+        else:
+            self._ip_pending.pop(ip, None)
+        key = (account, ip)
+        state = self._accounts.setdefault(key, _AccountFailures())
+        state.pending = max(0, state.pending - 1)
+        if failed:
+            self._ip_failures.setdefault(ip, deque()).append(now)
+            self._forget_stale(state, now)
+            state.count += 1
+            state.last_failure = now
+            if state.count >= self._threshold():
+                state.locked_until = now + self._lockout_seconds()
+                state.count = 0
+        elif failed is False:
+            state.count = 0
+        if state.pending == 0 and state.count == 0 and state.locked_until <= now:
+            del self._accounts[key]
+
+    def _forget_stale(self, state: _AccountFailures, now: float) -> None:
+        """Failures older than the lockout period no longer add up to a lock."""
         if now - state.last_failure > self._lockout_seconds():
             state.count = 0
-        state.count += 1
-        state.last_failure = now
-        if state.count >= self._threshold():
-            state.locked_until = now + self._lockout_seconds()
-            state.count = 0
-
-    def record_success(self, account: str, ip: str) -> None:
-        self._accounts.pop((account, ip), None)
 
     def prune(self) -> None:
         """Forget state that can no longer matter, so memory stays bounded."""
@@ -78,7 +158,7 @@ class LoginLimiter:
                 self._ip_failures.pop(ip, None)
         horizon = self._lockout_seconds()
         for key, state in list(self._accounts.items()):
-            if state.locked_until <= now and now - state.last_failure > horizon:
+            if state.pending == 0 and state.locked_until <= now and now - state.last_failure > horizon:
                 del self._accounts[key]
 
     def _window(self, ip: str, now: float) -> deque[float] | None:

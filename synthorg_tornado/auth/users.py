@@ -16,8 +16,8 @@ from synthorg_tornado.auth.audit import Actor, AuditLog
 from synthorg_tornado.auth.passwords import PasswordHasher
 from synthorg_tornado.clock import isoformat, utcnow
 from synthorg_tornado.db.engine import Database
-from synthorg_tornado.db.models import User
-from synthorg_tornado.errors import DuplicateRecord, InvalidValue, NotFound
+from synthorg_tornado.db.models import FirstAdmin, User
+from synthorg_tornado.errors import DuplicateRecord, InvalidValue, NotFound, PermissionDenied
 from synthorg_tornado.realtime.bus import USER_CHANGED, LocalBus
 
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -286,6 +286,60 @@ class UserService:
     def remember(self, record: UserRecord) -> None:
         """A record read in a transaction that has now committed."""
         self._directory[record.id] = record
+
+    async def create_first_admin(self, username: object, password: object, *, actor: Actor) -> UserRecord:
+        """The admin that the setup token creates, only while no user exists.
+
+        Several processes may each hold a setup token (each prints its own at start-up). The
+        admin and the single `first_admin` row are committed in one transaction, so the database
+        lets one of them through and refuses the others, whatever the interleaving. A marker left
+        over from a lab whose users were all deleted is dropped in that same transaction, and only
+        while no user exists, so a concurrent setup still conflicts on the new marker.
+        """
+        name = validate_username(username)
+        password_hash = await self.hasher.hash(self.hasher.validate(password))
+        now = utcnow()
+        row = User(
+            username=name,
+            username_key=name.lower(),
+            display_name="",
+            role=roles.ADMIN,
+            password_hash=password_hash,
+            disabled=False,
+            created_at=now,
+            password_changed_at=now,
+        )
+        try:
+            async with self.database.session() as session:
+                if await session.scalar(select(func.count()).select_from(User)):
+                    raise PermissionDenied("Setup is already complete.")
+                await session.execute(delete(FirstAdmin).where(~select(User.id).exists()))
+                session.add(row)
+                await session.flush()
+                session.add(FirstAdmin(id=1, user_id=row.id, created_at=now))
+                self.audit.add(session, "user.create", actor, target=name, detail={"role": roles.ADMIN})
+                await session.commit()
+        except IntegrityError:
+            raise PermissionDenied("Setup is already complete.") from None
+        record = _record(row)
+        self._directory[record.id] = record
+        return record
+
+    async def replace_password_hash(self, user_id: int, current_hash: str, new_hash: str) -> bool:
+        """Store a re-hash of the same password (a new bcrypt cost), if the hash is unchanged.
+
+        Compare-and-set on the old hash, so a password changed meanwhile is never overwritten
+        with the old one. Not a user change: nothing the directory, the bus or the audit log
+        shows differs.
+        """
+        async with self.database.session() as session:
+            result = await session.execute(
+                update(User)
+                .where(User.id == user_id, User.password_hash == current_hash)
+                .values(password_hash=new_hash)
+            )
+            await session.commit()
+        return bool(result.rowcount)
 
 
 def _change_event(change: UserChange) -> dict[str, Any]:

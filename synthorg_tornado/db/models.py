@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Integer,
@@ -65,6 +66,22 @@ class User(Base):
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Bumped on every change, so other processes (and the CLI's changes) are noticed by polling.
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, index=True)
+
+
+class FirstAdmin(Base):
+    """The admin created through the setup token: a row that can exist only once.
+
+    Inserted in the same transaction as that admin, with the constant primary key 1, so that two
+    processes which each printed a setup token cannot both commit a first admin: the database
+    refuses the second insert whichever process gets there last.
+    """
+
+    __tablename__ = "first_admin"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False, default=1)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
 
 
 class Session(Base):

@@ -6,6 +6,7 @@ test can build an application with its own services.
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Awaitable
 from datetime import datetime
@@ -24,12 +25,10 @@ from synthorg_tornado.errors import (
     LabError,
     NotAuthenticated,
     PermissionDenied,
-    RouteNotFound,
     problem_for,
 )
 from synthorg_tornado.handlers.access_log import request_id_of
 from synthorg_tornado.handlers.arguments import encodable, refuse_nul, require_json
-from synthorg_tornado.handlers.decorators import allow_anonymous
 from synthorg_tornado.handlers.hosts import host_name
 
 if TYPE_CHECKING:
@@ -177,6 +176,23 @@ class BaseHandler(LabHandlerMixin, web.RequestHandler):
         )
         self.xsrf_token  # noqa: B018 - sets the _xsrf cookie for the client's next write
 
+    def check_xsrf_cookie(self) -> None:
+        """Tornado's check, with the value taken from the `X-XSRFToken` / `X-CSRFToken` header
+        or the form body only: in the query string it would reach logs and browser history.
+        It holds before any session exists too: a cross-site login form comes without our
+        SameSite=Strict `_xsrf` cookie, so nothing matches and nobody is logged in."""
+        submitted = (
+            self.request.headers.get("X-Xsrftoken")
+            or self.request.headers.get("X-Csrftoken")
+            or self.get_body_argument("_xsrf", None)
+        )
+        if not submitted:
+            raise web.HTTPError(403, "'_xsrf' missing: send it in the X-XSRFToken header or the form body")
+        _, token, _ = self._decode_xsrf_token(submitted)
+        _, expected, _ = self._get_raw_xsrf_token()
+        if not token or not hmac.compare_digest(escape.utf8(token), escape.utf8(expected)):
+            raise web.HTTPError(403, "The _xsrf value does not match the XSRF cookie")
+
     async def end_replaced_session(self) -> None:
         """After a (re-)login, the session the client held before is ended, never kept alongside."""
         previous = self._identity
@@ -310,6 +326,9 @@ class PageHandler(BaseHandler):
             self.clear_session_cookie()
 
     async def _exchange_query_token(self, token: str) -> None:
+        """The session the browser held before (its cookie) ends once the new one exists, as at
+        any re-login; a token that is not valid changes nothing."""
+        await self.identify()
         try:
             identity = await self.services.authenticator.token_identity(token)
         except LabError:
@@ -318,6 +337,7 @@ class PageHandler(BaseHandler):
             ip = self.request.remote_ip or ""
             login = AuditEvent("auth.token_login", identity.actor(ip), target=identity.user.username)
             result = await self.services.login.start_session(identity.user, ip, self.user_agent, audit=login)
+            await self.end_replaced_session()
             self.set_session_cookie(result.token, result.session.expires_at)
         remaining = [(k, v) for k, v in parse_qsl(self.request.query, keep_blank_values=True) if k != "token"]
         self.redirect(self.request.path + (f"?{urlencode(remaining)}" if remaining else ""))
@@ -348,37 +368,3 @@ class PageHandler(BaseHandler):
             f"</head><body><h1>{body['status']} {title}</h1><p>{detail}</p>"
             f"<p><small>Request {self.request_id}</small></p></body></html>"
         )
-
-
-class ApiNotFoundHandler(ApiHandler):
-    """Any unknown path under the API prefix, whatever the method."""
-
-    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-
-    @allow_anonymous
-    def prepare(self) -> None:
-        raise RouteNotFound(f"No API route matches {self.request.path}.")
-
-
-class PageNotFoundHandler(PageHandler):
-    @allow_anonymous
-    def prepare(self) -> None:
-        raise web.HTTPError(404)
-
-
-class StaticHandler(LabHandlerMixin, web.StaticFileHandler):
-    """Static files with the same security headers and Host check as everything else.
-
-    Tornado's static handler renders only its own HTTPErrors, so ours are translated."""
-
-    def decode_argument(self, value: bytes, name: str | None = None) -> str:
-        try:
-            return super().decode_argument(value, name)
-        except BadRequest as error:
-            raise web.HTTPError(400, reason="Bad Request") from error
-
-    def prepare(self) -> None:
-        try:
-            self.check_host()
-        except PermissionDenied:
-            raise web.HTTPError(403) from None

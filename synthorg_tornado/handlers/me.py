@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from synthorg_tornado.errors import InvalidValue, PermissionDenied
+from synthorg_tornado.errors import InvalidValue
 from synthorg_tornado.handlers.base import ApiHandler
 from synthorg_tornado.handlers.decorators import authenticated
 
@@ -26,11 +26,7 @@ class MePasswordHandler(ApiHandler):
     async def post(self) -> None:
         body = self.json_object()
         user = self.identity.user
-        if not await self.services.users.verify_password(user.id, body.get("current_password")):
-            await self.services.audit.record(
-                "user.password", self.actor, target=user.username, outcome="failure"
-            )
-            raise PermissionDenied("The current password is incorrect.")
+        await self.services.login.confirm_password(user, body.get("current_password"), self.actor)
         await self.services.users.update(user.id, {"password": body.get("new_password")}, actor=self.actor)
         # The session that asked keeps working; every other one ends.
         await self.services.sessions.revoke_all(
