@@ -1,0 +1,108 @@
+"""`synthorg-tornado token ...` and `sessions ...`: API tokens and login sessions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from synthorg_tornado.cli_support import CLI_ACTOR, EXIT_OK, CommandError, leaf, with_services
+from synthorg_tornado.config import Config
+
+if TYPE_CHECKING:
+    from synthorg_tornado.services import Services
+
+
+def add_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    token = commands.add_parser("token", parents=[common], help="manage personal API tokens")
+    token_commands = token.add_subparsers(title="token commands", metavar="ACTION", required=True)
+    create = leaf(
+        token_commands, "create", "create an API token for a user (printed once)", cmd_token_create, common
+    )
+    create.add_argument("name", help="what the token is for")
+    create.add_argument("--user", required=True, help="the token's owner")
+    create.add_argument("--expires-days", type=int, default=None)
+    leaf(token_commands, "list", "list a user's tokens", cmd_token_list, common).add_argument(
+        "--user", required=True
+    )
+    leaf(token_commands, "revoke", "revoke a token by id", cmd_token_revoke, common).add_argument(
+        "id", type=int
+    )
+
+    sessions = commands.add_parser("sessions", parents=[common], help="list or revoke login sessions")
+    session_commands = sessions.add_subparsers(title="sessions commands", metavar="ACTION", required=True)
+    leaf(session_commands, "list", "list live sessions", cmd_sessions_list, common).add_argument("--user")
+    revoke = leaf(
+        session_commands, "revoke", "revoke one session, a user's, or all", cmd_sessions_revoke, common
+    )
+    revoke.add_argument("session_id", nargs="?")
+    revoke.add_argument("--user", help="revoke every session of this user")
+    revoke.add_argument("--all", action="store_true", help="revoke every session of every user")
+
+
+def cmd_token_create(config: Config, args: argparse.Namespace) -> int:
+    async def work(services: Services) -> int:
+        user = await services.users.find_by_username(args.user)
+        created = await services.api_tokens.create(user, args.name, args.expires_days, CLI_ACTOR)
+        print(f"token {created['id']} for {user.username}, expires {created['expires_at']}:", file=sys.stderr)
+        print(created["token"])
+        return EXIT_OK
+
+    return with_services(config, work)
+
+
+def cmd_token_list(config: Config, args: argparse.Namespace) -> int:
+    async def work(services: Services) -> int:
+        user = await services.users.find_by_username(args.user)
+        for token in await services.api_tokens.list_all(user.id):
+            print(
+                f"{token['id']}\t{token['prefix']}...\t{token['name']}\texpires {token['expires_at']}"
+                f"\tlast used {token['last_used_at'] or 'never'}"
+            )
+        return EXIT_OK
+
+    return with_services(config, work)
+
+
+def cmd_token_revoke(config: Config, args: argparse.Namespace) -> int:
+    async def work(services: Services) -> int:
+        await services.api_tokens.revoke(args.id, None, CLI_ACTOR)
+        print(f"token {args.id} revoked")
+        return EXIT_OK
+
+    return with_services(config, work)
+
+
+def cmd_sessions_list(config: Config, args: argparse.Namespace) -> int:
+    async def work(services: Services) -> int:
+        user_id = (await services.users.find_by_username(args.user)).id if args.user else None
+        for entry in await services.sessions.list(user_id, None):
+            print(
+                f"{entry['session_id']}\t{entry['username']}\t{entry['ip_address'] or '-'}\t"
+                f"created {entry['created_at']}\tlast active {entry['last_active_at']}"
+            )
+        return EXIT_OK
+
+    return with_services(config, work)
+
+
+def cmd_sessions_revoke(config: Config, args: argparse.Namespace) -> int:
+    chosen = sum(bool(x) for x in (args.session_id, args.user, args.all))
+    if chosen != 1:
+        raise CommandError("name exactly one of: a session id, --user NAME, or --all")
+
+    async def work(services: Services) -> int:
+        if args.session_id:
+            await services.sessions.revoke(args.session_id, "revoked", CLI_ACTOR)
+            print("1 session revoked")
+            return EXIT_OK
+        users = (
+            [await services.users.find_by_username(args.user)] if args.user else await services.users.list()
+        )
+        total = 0
+        for user in users:
+            total += await services.sessions.revoke_all(user.id, "revoked", CLI_ACTOR)
+        print(f"{total} session(s) revoked")
+        return EXIT_OK
+
+    return with_services(config, work)

@@ -1,0 +1,106 @@
+"""`synthorg-tornado user ...`: accounts, against the database a running server shares.
+
+Changes reach a running server through its change feed, within about a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from synthorg_tornado.auth import roles
+from synthorg_tornado.cli_support import CLI_ACTOR, EXIT_OK, leaf, read_password, with_services
+from synthorg_tornado.config import Config
+
+if TYPE_CHECKING:
+    from synthorg_tornado.services import Services
+
+
+def add_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    user = commands.add_parser("user", parents=[common], help="manage user accounts")
+    user_commands = user.add_subparsers(title="user commands", metavar="ACTION", required=True)
+    add = leaf(
+        user_commands,
+        "add",
+        "create a user (password from a prompt or --password-stdin)",
+        cmd_user_add,
+        common,
+    )
+    add.add_argument("name")
+    add.add_argument("--role", default="member", choices=roles.ROLES)
+    add.add_argument("--display-name", default="")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    leaf(user_commands, "list", "list users", cmd_user_list, common)
+    passwd = leaf(
+        user_commands, "passwd", "set a user's password (revokes their sessions)", cmd_user_passwd, common
+    )
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    for action, help_text in (
+        ("disable", "disable a user and end their sessions"),
+        ("enable", "enable a user"),
+    ):
+        leaf(user_commands, action, help_text, cmd_user_toggle, common).add_argument("name")
+    set_role = leaf(user_commands, "set-role", "change a user's role", cmd_user_set_role, common)
+    set_role.add_argument("name")
+    set_role.add_argument("role", choices=roles.ROLES)
+
+
+def cmd_user_add(config: Config, args: argparse.Namespace) -> int:
+    password = read_password(args.password_stdin)
+
+    async def work(services: Services) -> int:
+        user = await services.users.create(args.name, password, args.role, args.display_name, actor=CLI_ACTOR)
+        print(f"created {user.role} {user.username} (id {user.id})")
+        return EXIT_OK
+
+    return with_services(config, work)
+
+
+def cmd_user_list(config: Config, args: argparse.Namespace) -> int:
+    async def work(services: Services) -> int:
+        for user in await services.users.list():
+            state = "disabled" if user.disabled else "active"
+            print(f"{user.id}\t{user.username}\t{user.role}\t{state}\t{user.display_name}")
+        return EXIT_OK
+
+    return with_services(config, work)
+
+
+def cmd_user_passwd(config: Config, args: argparse.Namespace) -> int:
+    password = read_password(args.password_stdin)
+
+    async def work(services: Services) -> int:
+        user = await services.users.find_by_username(args.name)
+        await services.users.update(user.id, {"password": password}, actor=CLI_ACTOR)
+        count = await services.sessions.revoke_all(user.id, "password_changed", CLI_ACTOR)
+        print(f"password of {user.username} changed; {count} session(s) revoked")
+        return EXIT_OK
+
+    return with_services(config, work)
+
+
+def cmd_user_toggle(config: Config, args: argparse.Namespace) -> int:
+    disable = args.command_name == "disable"
+
+    async def work(services: Services) -> int:
+        user = await services.users.find_by_username(args.name)
+        await services.users.update(user.id, {"disabled": disable}, actor=CLI_ACTOR)
+        message = f"{user.username} {'disabled' if disable else 'enabled'}"
+        if disable:
+            count = await services.sessions.revoke_all(user.id, "user_disabled", CLI_ACTOR)
+            message += f"; {count} session(s) revoked"
+        print(message)
+        return EXIT_OK
+
+    return with_services(config, work)
+
+
+def cmd_user_set_role(config: Config, args: argparse.Namespace) -> int:
+    async def work(services: Services) -> int:
+        user = await services.users.find_by_username(args.name)
+        await services.users.update(user.id, {"role": args.role}, actor=CLI_ACTOR)
+        print(f"{user.username} is now {args.role}")
+        return EXIT_OK
+
+    return with_services(config, work)
