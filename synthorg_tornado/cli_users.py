@@ -44,6 +44,14 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     set_role = leaf(user_commands, "set-role", "change a user's role", cmd_user_set_role, common)
     set_role.add_argument("name")
     set_role.add_argument("role", choices=roles.ROLES)
+    unlock = leaf(
+        user_commands,
+        "unlock",
+        "clear a user's login lockouts from every address, in the running server too",
+        cmd_user_unlock,
+        common,
+    )
+    unlock.add_argument("name")
 
 
 def cmd_user_add(config: Config, args: argparse.Namespace) -> int:
@@ -101,6 +109,16 @@ def cmd_user_set_role(config: Config, args: argparse.Namespace) -> int:
         user = await services.users.find_by_username(args.name)
         await services.users.update(user.id, {"role": args.role}, actor=CLI_ACTOR)
         print(f"{user.username} is now {args.role}")
+        return EXIT_OK
+
+    return with_services(config, work)
+
+
+def cmd_user_unlock(config: Config, args: argparse.Namespace) -> int:
+    async def work(services: Services) -> int:
+        user = await services.users.find_by_username(args.name)
+        await services.login.unlock(user.id, actor=CLI_ACTOR)
+        print(f"login lockouts of {user.username} cleared; a running server applies it within a second")
         return EXIT_OK
 
     return with_services(config, work)

@@ -147,10 +147,17 @@ class AuthConfig:
     login_rate_limit_per_minute: int = _key(10, "Failed logins per client IP per minute.", min=1)
     lockout_threshold: int = _key(10, "Failures that lock an account for one client IP.", min=1)
     lockout_minutes: int = _key(15, "How long such a lock lasts.", min=1)
+    rate_limit_allowlist: tuple[str, ...] = _key(
+        (), "Client IPs or CIDRs (a lab's NAT) exempt from the per-IP limit, not from the lockout."
+    )
     api_token_max_days: int = _key(365, "Longest API token lifetime.", min=1)
     cookie_name: str = _key("synthorg_session", "Name of the session cookie.")
     cleanup_interval_seconds: int = _key(60, "How often expired sessions are pruned.", min=1)
     max_api_tokens_per_user: int = _key(50, "Live API tokens one user may hold.", min=1, max=10_000)
+
+    @property
+    def rate_limit_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(entry) for entry in self.rate_limit_allowlist)
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,12 @@ def validate(config: Config, problems: list[str]) -> list[str]:
     server = config.server
     _validate_tls(server, problems)
     _validate_proxies(server, problems)
+    _validate_networks(
+        "auth.rate_limit_allowlist",
+        config.auth.rate_limit_allowlist,
+        "list the NAT's own address or network",
+        problems,
+    )
     for origin in server.allowed_origins:
         if "://" not in origin or origin.rstrip("/").count("/") != 2:
             problems.append(
@@ -298,20 +304,27 @@ def build_ssl_context(server: ServerConfig) -> ssl.SSLContext:
 
 
 def _validate_proxies(server: ServerConfig, problems: list[str]) -> None:
-    for entry in server.trusted_proxies:
+    _validate_networks(
+        "server.trusted_proxies", server.trusted_proxies, "list the proxy's own address", problems
+    )
+
+
+def _validate_networks(key: str, entries: tuple[str, ...], narrower: str, problems: list[str]) -> None:
+    """Addresses or CIDRs written exactly: no host bits, nothing broader than /8 (IPv6 /32).
+
+    A list that widens what is trusted or exempted must not be mistyped into half the Internet.
+    """
+    for entry in entries:
         try:
             network = ipaddress.ip_network(entry, strict=True)
         except ValueError:
             try:
                 meant = ipaddress.ip_network(entry, strict=False)
             except ValueError:
-                problems.append(f"server.trusted_proxies: '{entry}' is not an IP address or CIDR")
+                problems.append(f"{key}: '{entry}' is not an IP address or CIDR")
                 continue
-            problems.append(f"server.trusted_proxies: '{entry}' has host bits set; did you mean '{meant}'?")
+            problems.append(f"{key}: '{entry}' has host bits set; did you mean '{meant}'?")
             continue
         floor = MIN_IPV4_PREFIX if network.version == 4 else MIN_IPV6_PREFIX
         if network.prefixlen < floor:
-            problems.append(
-                f"server.trusted_proxies: '{entry}' is too broad (shorter than /{floor}); "
-                "list the proxy's own address"
-            )
+            problems.append(f"{key}: '{entry}' is too broad (shorter than /{floor}); {narrower}")

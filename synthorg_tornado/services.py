@@ -120,6 +120,7 @@ def build_services(config: Config, secret: bytes, environ: Mapping[str, str] | N
         per_minute=lambda: settings_service.value("auth", "login_rate_limit_per_minute"),
         lockout_threshold=lambda: auth_config.lockout_threshold,
         lockout_seconds=lambda: auth_config.lockout_minutes * 60.0,
+        allowlist=auth_config.rate_limit_networks,
     )
     login = LoginService(user_service, sessions, hasher, limiter, audit_log)
     metrics_registry = Metrics(read_scrape_token(config.metrics.token_file))
@@ -149,5 +150,5 @@ def build_services(config: Config, secret: bytes, environ: Mapping[str, str] | N
             max_connections_per_user=config.websocket.max_connections_per_user,
             queue_limit=config.websocket.outbound_queue_limit,
         ),
-        changes=ChangeFeed(database, user_service, sessions, api_tokens, settings_service, bus),
+        changes=ChangeFeed(database, user_service, sessions, api_tokens, settings_service, bus, limiter),
     )

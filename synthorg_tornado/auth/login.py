@@ -93,6 +93,13 @@ class LoginService:
         login = AuditEvent("auth.login", Actor(user.id, user.username, ip_address), target=user.username)
         return await self.start_session(user, ip_address, user_agent, audit=login)
 
+    async def unlock(self, user_id: int, *, actor: Actor) -> UserRecord:
+        """Clear an account's login lockouts from every address, here and (through the stored
+        unlock and the change feed) in every other process."""
+        user, cleared_at = await self.users.clear_lockouts(user_id, actor=actor)
+        self.limiter.unlock(user.username.lower(), cleared_at)
+        return user
+
     async def confirm_password(self, user: UserRecord, password: object, actor: Actor) -> None:
         """Check a signed-in user's current password (before changing it) under the login limits.
 

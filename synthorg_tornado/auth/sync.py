@@ -1,7 +1,7 @@
 """Noticing changes made outside this process: the command line, or other server processes.
 
-(Sessions, API tokens, users and settings; the feed lives with auth because sessions are its
-most urgent cargo.)
+(Sessions, API tokens, users, login unlocks and settings; the feed lives with auth because
+sessions are its most urgent cargo.)
 
 Twice a second a background job asks the database what was revoked or changed since it last looked
 and applies it to this process's caches, then publishes the same bus events a local change would.
@@ -17,11 +17,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from synthorg_tornado.auth.api_tokens import ApiTokenService
+from synthorg_tornado.auth.ratelimit import LoginLimiter
 from synthorg_tornado.auth.sessions import SessionService
 from synthorg_tornado.auth.users import UserService
 from synthorg_tornado.clock import utcnow
 from synthorg_tornado.db.engine import Database
-from synthorg_tornado.db.models import ApiToken
+from synthorg_tornado.db.models import ApiToken, User
 from synthorg_tornado.db.models import Session as SessionRow
 from synthorg_tornado.realtime.bus import API_TOKEN_REVOKED, SESSION_REVOKED, LocalBus
 from synthorg_tornado.settings.service import SettingsService
@@ -43,6 +44,7 @@ class ChangeFeed:
         api_tokens: ApiTokenService,
         settings: SettingsService,
         bus: LocalBus,
+        limiter: LoginLimiter,
     ) -> None:
         self.database = database
         self.users = users
@@ -50,6 +52,7 @@ class ChangeFeed:
         self.api_tokens = api_tokens
         self.settings = settings
         self.bus = bus
+        self.limiter = limiter
         self.watermark: datetime = utcnow()
 
     async def poll(self) -> None:
@@ -70,6 +73,14 @@ class ChangeFeed:
                     )
                 )
             ).all()
+            # An unlock bumps updated_at too, whose index keeps this cheap.
+            unlocked = (
+                await session.execute(
+                    select(User.username_key, User.lockout_cleared_at).where(
+                        User.updated_at >= since, User.lockout_cleared_at >= since
+                    )
+                )
+            ).all()
         for session_id, user_id, reason in revoked_sessions:
             if session_id in self.sessions.cache.revoked:
                 continue
@@ -83,6 +94,9 @@ class ChangeFeed:
                 await self.bus.publish(
                     API_TOKEN_REVOKED, {"token_id": str(token_id), "user_id": str(user_id)}
                 )
+        for account, cleared_at in unlocked:
+            if self.limiter.unlock(account, cleared_at):
+                log.info("login lockouts of %s cleared by an unlock made elsewhere", account)
         for before, after in await self.users.changed_since(since):
             if before is not None:
                 await self.users.publish_change(before, after)

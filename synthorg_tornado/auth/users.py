@@ -249,6 +249,30 @@ class UserService:
         await self.bus.publish(USER_CHANGED, _change_event(change))
         return change
 
+    async def clear_lockouts(self, user_id: int, *, actor: Actor) -> tuple[UserRecord, datetime]:
+        """Store an admin's unlock: the user and the time every process compares it by.
+
+        `updated_at` moves with `lockout_cleared_at`, so the change feed of every other process
+        reads the row at its next poll (see `sync`). Always written and audited, even when no
+        process holds a lockout: which process does is not known here.
+        """
+        now = utcnow()
+        async with self.database.session() as session:
+            row = await session.scalar(
+                update(User)
+                .where(User.id == user_id)
+                .values(lockout_cleared_at=now, updated_at=now)
+                .returning(User)
+                .execution_options(populate_existing=True)
+            )
+            if row is None:
+                raise NotFound("No such user.")
+            record = _record(row)
+            self.audit.add(session, "user.unlock", actor, target=record.username)
+            await session.commit()
+        self._directory[user_id] = record
+        return record, now
+
     async def verify_password(self, user_id: int, password: object) -> bool:
         async with self.database.session() as session:
             password_hash = await session.scalar(select(User.password_hash).where(User.id == user_id))

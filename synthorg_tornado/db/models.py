@@ -66,6 +66,8 @@ class User(Base):
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Bumped on every change, so other processes (and the CLI's changes) are noticed by polling.
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, index=True)
+    # The last admin unlock: every process forgets the account's login lockouts made before it.
+    lockout_cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class FirstAdmin(Base):

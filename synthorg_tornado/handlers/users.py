@@ -66,7 +66,16 @@ class UserHandler(ApiHandler):
         self.finish()
 
 
+class UserUnlockHandler(ApiHandler):
+    @require_role(roles.ADMIN)
+    async def post(self, raw_id: str) -> None:
+        """Clear the user's login lockouts from every address, in every server process."""
+        user = await self.services.login.unlock(parse_user_id(raw_id), actor=self.actor)
+        self.write_json(user.public())
+
+
 default_handlers = [
     (r"api/v1/users", UsersHandler),
     (r"api/v1/users/([^/]+)", UserHandler),
+    (r"api/v1/users/([^/]+)/unlock", UserUnlockHandler),
 ]
