@@ -1,7 +1,9 @@
 """Logging in: the rate limit, the lockout, the password check and the first-run setup.
 
-Unknown user, disabled user and wrong password all give the same answer after the same work
-(a bcrypt check against a dummy hash), so a response never tells whether an account exists.
+Unknown user and wrong password give the same answer after the same work (one bcrypt check, an
+unknown user's against a dummy hash), so a response never tells whether an account exists. A
+disabled user's password is checked like anyone's: wrong, it gets that same answer; right, it is
+told the account is disabled (403), which tells nothing to someone who does not know the password.
 Every password check, at login or before a password change, takes its place under the limits
 synchronously, before its first await (see `ratelimit`).
 """
@@ -31,6 +33,7 @@ from synthorg_tornado.errors import (
 log = logging.getLogger("synthorg.login")
 
 INVALID_CREDENTIALS = "Invalid username or password."
+ACCOUNT_DISABLED = "This account is disabled. Ask an administrator to enable it."
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,7 @@ class LoginService:
         with await self._admit("auth.login", account, actor, target=username[:64]) as attempt:
             found = await self.users.find_for_login(account) if account else None
             user, password_hash = found if found else (None, None)
-            usable_hash = password_hash if user is not None and not user.disabled else None
-            if not await self.hasher.verify(password, usable_hash):
+            if not await self.hasher.verify(password, password_hash):
                 attempt.failed()
                 self.failed_logins += 1
                 await self.audit.record(
@@ -89,6 +91,16 @@ class LoginService:
                 )
                 raise NotAuthenticated(INVALID_CREDENTIALS)
             attempt.succeeded()
+        if user.disabled:
+            self.failed_logins += 1
+            await self.audit.record(
+                "auth.login",
+                Actor(user.id, user.username, ip_address),
+                target=user.username,
+                outcome="failure",
+                detail={"reason": "disabled"},
+            )
+            raise PermissionDenied(ACCOUNT_DISABLED)
         await self._upgrade_hash(user, password, password_hash)
         login = AuditEvent("auth.login", Actor(user.id, user.username, ip_address), target=user.username)
         return await self.start_session(user, ip_address, user_agent, audit=login)
