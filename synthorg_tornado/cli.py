@@ -13,7 +13,7 @@ import stat
 import sys
 from collections.abc import Sequence
 
-from synthorg_tornado import __version__, cli_access, cli_db, cli_users
+from synthorg_tornado import __version__, cli_access, cli_db, cli_server, cli_users
 from synthorg_tornado.cli_support import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_users.add_commands(commands, common)
     cli_access.add_commands(commands, common)
+    cli_server.add_commands(commands, common)
 
     cfg = commands.add_parser("config", parents=[common], help="check or show the configuration")
     cfg_commands = cfg.add_subparsers(title="config commands", metavar="ACTION", required=True)

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from synthorg_tornado import cli_server
 from synthorg_tornado.cli_support import CLI_ACTOR, EXIT_OK, CommandError, leaf, with_services
 from synthorg_tornado.config import Config
 
@@ -74,6 +75,7 @@ def cmd_token_revoke(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_sessions_list(config: Config, args: argparse.Namespace) -> int:
+    cli_server.flush_running_servers(config)  # what the API shows, not what the debounce wrote
     async def work(services: Services) -> int:
         user_id = (await services.users.find_by_username(args.user)).id if args.user else None
         for entry in await services.sessions.list(user_id, None):

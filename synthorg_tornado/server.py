@@ -6,12 +6,15 @@ Wiring and lifecycle only; what a request does is decided in `app` and below.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import os
 import signal
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from tornado import netutil, process
 from tornado.ioloop import PeriodicCallback
@@ -20,18 +23,22 @@ from tornado.web import Application
 from synthorg_tornado import __version__
 from synthorg_tornado.app import make_app
 from synthorg_tornado.auth.sync import POLL_SECONDS
+from synthorg_tornado.auth.tokens import new_setup_token
+from synthorg_tornado.clock import isoformat, utcnow
 from synthorg_tornado.config import Config, ConfigError, build_ssl_context, ensure_secret
 from synthorg_tornado.connections import UNLIMITED_BODY, LabHTTPServer
 from synthorg_tornado.db import migrate
 from synthorg_tornado.db.engine import Database
 from synthorg_tornado.logs import SHOW_SECRETS
 from synthorg_tornado.proxies import TrustedProxies
+from synthorg_tornado.runtime import FLUSH_SIGNAL, RuntimeFile, RuntimeInfo, runtime_dirs
 from synthorg_tornado.services import Services, build_services
 from synthorg_tornado.systemd import Notifier
 
 log = logging.getLogger("synthorg.server")
 
 ACTIVITY_FLUSH_SECONDS = 10
+SETUP_WATCH_SECONDS = 2
 
 
 def make_http_server(config: Config, app: Application, ssl_context: ssl.SSLContext | None) -> LabHTTPServer:
@@ -60,8 +67,11 @@ class LabServer:
         self.http_server = make_http_server(config, self.app, self.ssl_context)
         self.periodic: list[PeriodicCallback] = []
         self.shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
+        self._flush_lock = asyncio.Lock()
 
-    def add_periodic(self, job: Callable[[], Awaitable[None]], interval_seconds: float, name: str) -> None:
+    def add_periodic(
+        self, job: Callable[[], Awaitable[None]], interval_seconds: float, name: str
+    ) -> PeriodicCallback:
         """A background job that logs its own failures and keeps running.
 
         A failure is logged once when it starts and once when the job recovers, not at every
@@ -82,13 +92,30 @@ class LabServer:
                 log.info("background job %s recovered", name)
                 failing = False
 
-        self.periodic.append(PeriodicCallback(run_job, interval_seconds * 1000))
+        callback = PeriodicCallback(run_job, interval_seconds * 1000)
+        self.periodic.append(callback)
+        return callback
+
+    async def flush(self, everything: bool = False) -> datetime:
+        """Write what is held in memory, one flush at a time; returns when this one began.
+
+        `everything` also writes the activity the debounce would hold back for up to a minute,
+        so whoever reads the database next sees what this process sees. Flushes never overlap:
+        one that began after a request was answered has that request's activity written when
+        it returns, not in a batch another flush is still committing.
+        """
+        async with self._flush_lock:
+            began = utcnow()
+            if everything:
+                self.services.sessions.cache.queue_unwritten()
+            await self.services.flush()
+            return began
 
     async def start(self, sockets: list[socket.socket]) -> None:
         await self.services.start()
         auth = self.config.auth
         self.add_periodic(self.services.cleanup, auth.cleanup_interval_seconds, "cleanup")
-        self.add_periodic(self.services.flush, ACTIVITY_FLUSH_SECONDS, "activity flush")
+        self.add_periodic(self.flush, ACTIVITY_FLUSH_SECONDS, "activity flush")
         self.add_periodic(self._prune_limiter, 60, "login limiter pruning")
         self.add_periodic(self.services.changes.poll, POLL_SECONDS, "change feed")
         self.http_server.add_sockets(sockets)
@@ -145,7 +172,7 @@ class LabServer:
         for callback in self.periodic:
             callback.stop()
         try:
-            await self.services.flush()
+            await self.flush(everything=True)
         except Exception:
             log.exception("could not flush pending writes")
         await self.services.close()
@@ -186,13 +213,18 @@ def public_url(config: Config, sockets: list[socket.socket]) -> str:
 
 
 def run(config: Config) -> int:
-    """Serve until SIGTERM/SIGINT. Returns the process exit code."""
+    """Serve until SIGTERM/SIGINT. Returns the process exit code.
+
+    The setup token is drawn before the workers fork, so every worker accepts the one link
+    printed (a setup request lands on whichever worker accepts it).
+    """
     secret = ensure_secret(config)
     asyncio.run(prepare_database(config))
     sockets = bind(config)
+    setup_token = new_setup_token()
     if config.server.processes > 1:
         process.fork_processes(config.server.processes, max_restarts=100)
-    return asyncio.run(_serve(config, secret, sockets))
+    return asyncio.run(_serve(config, secret, sockets, setup_token))
 
 
 def tune_garbage_collector() -> None:
@@ -208,7 +240,80 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(50_000, 10, 10)
 
 
-async def _serve(config: Config, secret: bytes, sockets: list[socket.socket]) -> int:
+class Presence:
+    """This process's runtime file (see `runtime`), kept true while it serves.
+
+    Written once listening, rewritten when setup is done (checked every few seconds while it is
+    not) and when a flush asked for by `FLUSH_SIGNAL` has been written, removed at a clean
+    shutdown. The writes run in an executor, one at a time, never on the IOLoop.
+    """
+
+    def __init__(self, server: LabServer, file: RuntimeFile) -> None:
+        self.server = server
+        self.file = file
+        self._write_lock = asyncio.Lock()
+        self._flush_wanted = asyncio.Event()
+        self._answering: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        try:
+            await self._write()
+        except OSError as exc:
+            log.warning(
+                "cannot write the runtime file %s (server list will not show this server): %s",
+                self.file.path,
+                exc,
+            )
+        self._answering = asyncio.create_task(self._answer_flushes())
+        if self.file.info.setup_url:
+            self.server.add_periodic(self._watch_setup, SETUP_WATCH_SECONDS, "setup watch").start()
+
+    def flush_requested(self) -> None:
+        """The signal handler: the flush itself runs in `_answer_flushes`."""
+        self._flush_wanted.set()
+
+    async def _answer_flushes(self) -> None:
+        while True:
+            await self._flush_wanted.wait()
+            self._flush_wanted.clear()
+            try:
+                began = await self.server.flush(everything=True)
+                await self._write(flushed_at=isoformat(began))
+            except Exception:
+                log.exception("the flush asked for by signal failed")
+
+    async def _watch_setup(self) -> None:
+        if self.file.info.setup_url and not await self.server.services.login.setup_pending():
+            await self._write(setup_url=None)
+
+    async def _write(self, **changes: object) -> None:
+        async with self._write_lock:
+            await asyncio.get_running_loop().run_in_executor(None, lambda: self.file.write(**changes))
+
+    async def stop(self) -> None:
+        if self._answering is not None:
+            self._answering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._answering
+        self.file.remove()
+
+
+def runtime_file(config: Config, url: str, setup_token: str | None) -> RuntimeFile:
+    """This process's runtime file; a forked worker names the process that forked it."""
+    pid = os.getpid()
+    info = RuntimeInfo(
+        pid=pid,
+        main_pid=os.getppid() if process.task_id() is not None else pid,
+        url=url,
+        started=isoformat(utcnow()) or "",
+        version=__version__,
+        database=config.database.masked_url,
+        setup_url=f"{url}setup?token={setup_token}" if setup_token else None,
+    )
+    return RuntimeFile(runtime_dirs(config)[0], info)
+
+
+async def _serve(config: Config, secret: bytes, sockets: list[socket.socket], setup_token: str) -> int:
     services = build_services(config, secret)
     server = LabServer(config, services)
     stopping = asyncio.Event()
@@ -224,15 +329,21 @@ async def _serve(config: Config, secret: bytes, sockets: list[socket.socket]) ->
         watchdog = PeriodicCallback(notifier.watchdog, notifier.watchdog_seconds * 1000)
         watchdog.start()
         server.periodic.append(watchdog)
-    setup_token = await services.login.offer_setup()
-    if setup_token is not None:
-        # The one-time link is the whole point of this line: it must be printed.
-        log.warning("No user exists yet. Open %ssetup?token=%s", url, setup_token, extra=SHOW_SECRETS)
+    offered = await services.login.offer_setup(setup_token)
+    if offered is not None and process.task_id() in (None, 0):
+        # The one-time link is the whole point of this line: it must be printed (once).
+        log.warning("No user exists yet. Open %ssetup?token=%s", url, offered, extra=SHOW_SECRETS)
+    presence = Presence(server, runtime_file(config, url, offered))
+    loop.add_signal_handler(FLUSH_SIGNAL, presence.flush_requested)
+    await presence.start()
     log.info("synthorg-tornado %s listening on %s", __version__, url)
     notifier.ready(f"listening on {url}")
     await stopping.wait()
     notifier.stopping()
     log.info("shutting down (grace %ss)", config.server.shutdown_grace_seconds)
-    await server.stop()
+    try:
+        await server.stop()
+    finally:
+        await presence.stop()
     log.info("stopped")
     return 0

@@ -34,6 +34,11 @@ log = logging.getLogger("synthorg.login")
 
 INVALID_CREDENTIALS = "Invalid username or password."
 ACCOUNT_DISABLED = "This account is disabled. Ask an administrator to enable it."
+SETUP_COMPLETE = "Setup is complete: an admin exists. Log in instead."
+SETUP_LINK_INVALID = (
+    "This setup link is not current: the link changes at every restart and works once. "
+    "Get the current one from the server's log or with: synthorg-tornado server list"
+)
 
 
 @dataclass(frozen=True)
@@ -159,18 +164,36 @@ class LoginService:
         refreshed = await self.users.cached(user.id) or user
         return LoginResult(token, session, refreshed)
 
-    async def offer_setup(self) -> str | None:
-        """A one-time setup token when no user exists yet (valid until used or restart)."""
+    async def offer_setup(self, token: str | None = None) -> str | None:
+        """A one-time setup token when no user exists yet (valid until used or restart).
+
+        `token` is one drawn before the workers forked, so that each of them accepts it."""
         if await self.users.count() == 0:
-            self.setup_token = new_setup_token()
+            self.setup_token = token or new_setup_token()
         return self.setup_token
+
+    async def setup_pending(self) -> bool:
+        """True while no user exists. The database is asked only while this process still
+        offers a token: once it has seen a user (made here or by another worker), never again."""
+        if self.setup_token is None:
+            return False
+        if await self.users.count() > 0:
+            self.setup_token = None
+            return False
+        return True
+
+    def is_setup_token(self, token: str) -> bool:
+        expected = self.setup_token
+        return expected is not None and same_digest(token, expected)
 
     async def setup(
         self, token: object, username: object, password: object, ip_address: str, user_agent: str
     ) -> LoginResult:
         expected = self.setup_token
-        if expected is None or not isinstance(token, str) or not same_digest(token, expected):
-            raise PermissionDenied("A valid setup token is required; it is printed when the server starts.")
+        if expected is None:
+            raise PermissionDenied(SETUP_COMPLETE)
+        if not isinstance(token, str) or not same_digest(token, expected):
+            raise PermissionDenied(SETUP_LINK_INVALID)
         # A typo in the form is answered before the token is spent, so it still works.
         validate_username(username)
         self.hasher.validate(password)

@@ -90,6 +90,14 @@ class SessionCache:
             self.pending_activity[session.session_id] = now
             session.last_written_at = now
 
+    def queue_unwritten(self) -> None:
+        """Queue every activity not yet written, debounced or not, for a reader that must see
+        what this process sees (`sessions list` on the command line asks for it)."""
+        for session in self.sessions.values():
+            if not session.revoked and session.last_active_at != session.last_written_at:
+                self.pending_activity[session.session_id] = session.last_active_at
+                session.last_written_at = session.last_active_at
+
     def active_count(self, now: datetime) -> int:
         return sum(1 for s in self.sessions.values() if not s.revoked and s.expires_at > now)
 

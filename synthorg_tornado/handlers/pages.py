@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from synthorg_tornado.auth.audit import AuditEvent
 from synthorg_tornado.auth.identity import SESSION
+from synthorg_tornado.auth.login import SETUP_LINK_INVALID
 from synthorg_tornado.errors import AccountLocked, LabError, PermissionDenied, RateLimited
 from synthorg_tornado.handlers.base import PageHandler
 from synthorg_tornado.handlers.decorators import allow_anonymous, authenticated
@@ -32,7 +33,12 @@ def login_error_message(error: LabError) -> str:
 
 class LoginPage(PageHandler):
     @allow_anonymous
-    def get(self) -> None:
+    async def get(self) -> None:
+        """Before any user exists there is no one to log in: the visitor is sent to the page that
+        says how to get the setup link (`/` arrives here too, through the login redirect)."""
+        if self._identity is None and await self.services.login.setup_pending():
+            self.redirect(self.config.server.base_url + "setup")
+            return
         self._render(error=None)
 
     @allow_anonymous
@@ -68,6 +74,12 @@ class LoginPage(PageHandler):
 
 
 class SetupPage(PageHandler):
+    """The first admin's page. Without the current link it says how to get one, and never shows
+    the token; once a user exists it says setup is complete and links to the login page.
+
+    States: `form` (the current link), `needed` (no link, or one not current) and `complete`.
+    """
+
     async def prepare(self) -> None:
         # The setup token also travels as ?token=, but it is not an API token to exchange.
         self.check_host()
@@ -75,8 +87,17 @@ class SetupPage(PageHandler):
         await self.identify()
 
     @allow_anonymous
-    def get(self) -> None:
-        self._render(self.get_query_argument("token", ""), error=None)
+    async def get(self) -> None:
+        token = self.get_query_argument("token", "")
+        if not await self.services.login.setup_pending():
+            self._render("complete", "", error=None)
+        elif not token:
+            self._render("needed", "", error=None)
+        elif not self.services.login.is_setup_token(token):
+            self.set_status(403)
+            self._render("needed", "", error=SETUP_LINK_INVALID)
+        else:
+            self._render("form", token, error=None)
 
     @allow_anonymous
     async def post(self) -> None:
@@ -90,14 +111,21 @@ class SetupPage(PageHandler):
                 self.user_agent,
             )
         except LabError as error:
-            self.set_status(403 if isinstance(error, PermissionDenied) else 422)
-            self._render(token, error=error.detail)
+            if not isinstance(error, PermissionDenied):
+                self.set_status(422)
+                self._render("form", token, error=error.detail)
+                return
+            self.set_status(403)
+            if await self.services.login.setup_pending():
+                self._render("needed", "", error=error.detail)
+            else:
+                self._render("complete", "", error=None)
             return
         self.set_session_cookie(result.token, result.session.expires_at)
         self.redirect(self.config.server.base_url)
 
-    def _render(self, token: str, error: str | None) -> None:
-        self.render("setup.html", token=token, error=error, base_url=self.config.server.base_url)
+    def _render(self, state: str, token: str, error: str | None) -> None:
+        self.render("setup.html", state=state, token=token, error=error, base_url=self.config.server.base_url)
 
 
 class HomePage(PageHandler):
