@@ -76,6 +76,7 @@ def cmd_token_revoke(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_sessions_list(config: Config, args: argparse.Namespace) -> int:
     cli_server.flush_running_servers(config)  # what the API shows, not what the debounce wrote
+
     async def work(services: Services) -> int:
         user_id = (await services.users.find_by_username(args.user)).id if args.user else None
         for entry in await services.sessions.list(user_id, None):

@@ -63,6 +63,8 @@ def test_setup_link_creates_the_admin_once(tmp_path: Path, sqlite_url: str, page
     server = ServerProcess(write_config(tmp_path, sqlite_url)).start()
     try:
         setup_url = f"{server.url}setup?token={setup_token(server)}"
+        stale = page.context.new_page()
+        stale.goto(setup_url)
         page.goto(setup_url)
         page.fill("#username", "first-admin")
         page.fill("#password", "first-admin-password")
@@ -71,15 +73,20 @@ def test_setup_link_creates_the_admin_once(tmp_path: Path, sqlite_url: str, page
         expect(page.locator("#username")).to_have_text("first-admin")
         expect(page.locator("#role")).to_have_text("admin")
 
-        # The link is spent: the same form, submitted again, is refused on the page.
+        # The link is spent: it now says setup is complete and leads to the login page.
         page.goto(setup_url)
-        page.fill("#username", "second-admin")
-        page.fill("#password", "second-admin-password")
-        with page.expect_navigation() as navigation:
-            page.click("#create")
+        expect(page.locator("#setup-complete")).to_be_visible()
+        expect(page.locator("#setup-form")).to_have_count(0)
+        # A form opened before, submitted after, is refused with the same answer.
+        stale.fill("#username", "second-admin")
+        stale.fill("#password", "second-admin-password")
+        with stale.expect_navigation() as navigation:
+            stale.click("#create")
         assert navigation.value is not None and navigation.value.status == 403
-        assert page.url == f"{server.url}setup"
-        expect(page.locator("#error")).to_contain_text("setup token")
+        assert stale.url == f"{server.url}setup"
+        expect(stale.locator("#setup-complete")).to_be_visible()
+        stale.click("#login-link")
+        stale.wait_for_url(f"{server.url}login")
     finally:
         assert server.terminate() == 0
 

@@ -130,3 +130,54 @@ def test_without_xdg_runtime_dir_the_file_is_next_to_the_secret(sqlite_url: str,
     finally:
         assert server.terminate() == 0
     assert not runtime_file.exists()
+
+
+def test_with_two_processes_one_server_is_listed_and_every_worker_takes_the_link(
+    pg_cluster, tmp_path: Path
+) -> None:
+    env = {"XDG_RUNTIME_DIR": str(tmp_path / "xdg")}
+    config_path = write_config(
+        tmp_path, pg_cluster.create_database("firstrun_workers"), server={"processes": 2}
+    )
+    server = ServerProcess(config_path, env=env).start()
+    workers: list[int] = []
+    try:
+        token = setup_token(server)
+        [entry] = wait_for(
+            lambda: (found := listed(config_path, env)) and found[0]["processes"] == 2 and found,
+            20,
+            "two workers",
+        )
+        workers = entry["worker_pids"]
+        assert entry["pid"] == server.process.pid and server.process.pid not in workers
+        assert entry["setup_url"] == f"{server.url}setup?token={token}"
+        assert server.log().count("No user exists yet") == 1
+        # One token for both workers: whichever accepts the connection takes the link.
+        for _ in range(8):
+            assert b"setup-form" in Client(server.url).get(f"/setup?token={token}").body
+        created = Client(server.url).post(
+            "/api/v1/auth/setup", {"token": token, "username": "root", "password": "root-pass-1"}
+        )
+        assert created.status == 201
+        wait_for(
+            lambda: listed(config_path, env)[0]["setup_url"] is None, 10, "both workers to see the admin"
+        )
+        flushed = subprocess.run(
+            [sys.executable, "-m", "synthorg_tornado", "sessions", "list", "--config", str(config_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **env},
+        )
+        assert flushed.returncode == 0 and "warning" not in flushed.stderr, flushed.stderr
+        assert "root" in flushed.stdout
+    finally:
+        # As systemd's KillMode=control-group does: every process gets the SIGTERM.
+        for pid in workers:
+            os.kill(pid, signal.SIGTERM)
+        if workers:  # the main process exits once its workers stopped cleanly
+            wait_for(lambda: server.process.poll() is not None, 30, "the main process to exit")
+        code = server.terminate()
+    assert code == 0
+    assert listed(config_path, env) == []
+    assert not list((tmp_path / "xdg" / "synthorg-tornado").glob("synthorg-server-*"))
