@@ -24,7 +24,7 @@ from synthorg_tornado.clock import utcnow
 from synthorg_tornado.db.engine import Database
 from synthorg_tornado.db.models import ApiToken, User
 from synthorg_tornado.db.models import Session as SessionRow
-from synthorg_tornado.realtime.bus import API_TOKEN_REVOKED, SESSION_REVOKED, LocalBus
+from synthorg_tornado.realtime.bus import API_TOKEN_REVOKED, SESSION_REVOKED, USER_CHANGED, LocalBus
 from synthorg_tornado.settings.service import SettingsService
 
 log = logging.getLogger("synthorg.sync")
@@ -100,6 +100,20 @@ class ChangeFeed:
         for before, after in await self.users.changed_since(since):
             if before is not None:
                 await self.users.publish_change(before, after)
+        await self._end_deleted_users()
         for entry in await self.settings.refresh_changed(since):
             await self.settings.publish(entry)
         self.watermark = started
+
+    async def _end_deleted_users(self) -> None:
+        """A user deleted elsewhere takes its sessions and tokens with it (ON DELETE CASCADE),
+        revocations included, so nothing above would notice: without this, its sessions and
+        tokens kept working here. Forgetting the user refuses both; the event closes its sockets."""
+        gone = set(await self.users.forget_deleted())
+        if not gone:
+            return
+        for cached in list(self.sessions.cache.sessions.values()):
+            if cached.user_id in gone:
+                self.sessions.cache.revoke(cached.session_id)
+        for user_id in gone:
+            await self.bus.publish(USER_CHANGED, {"user_id": str(user_id), "deleted": True})

@@ -127,6 +127,25 @@ class UserService:
                 changes.append((before, after))
         return changes
 
+    async def forget_deleted(self) -> list[int]:
+        """Users this process remembers that were deleted elsewhere: forgotten, and returned.
+
+        A delete leaves no row that `changed_since` could find, so the remembered ids are
+        checked for existence instead (in chunks, to stay within any driver's parameter limit).
+        """
+        known = list(self._directory)
+        if not known:
+            return []
+        present: set[int] = set()
+        async with self.database.session() as session:
+            for start in range(0, len(known), 500):
+                chunk = known[start : start + 500]
+                present.update(await session.scalars(select(User.id).where(User.id.in_(chunk))))
+        gone = [user_id for user_id in known if user_id not in present]
+        for user_id in gone:
+            self._directory.pop(user_id, None)
+        return gone
+
     async def publish_change(self, before: UserRecord, after: UserRecord) -> None:
         await self.bus.publish(USER_CHANGED, _change_event(UserChange(before, after, password_changed=False)))
 
