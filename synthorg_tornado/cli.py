@@ -1,4 +1,4 @@
-"""Command line: `synthorg-tornado serve | db | config ...`.
+"""Command line: `synthorg-tornado serve | db | user | token | sessions | audit | config ...`.
 
 Every failure ends with one clear line on stderr and a non-zero exit: 2 for configuration
 problems (one line each), 1 for anything else. Never a traceback.
@@ -13,12 +13,13 @@ import stat
 import sys
 from collections.abc import Sequence
 
-from synthorg_tornado import __version__, cli_access, cli_db, cli_server, cli_users
+from synthorg_tornado import __version__, cli_access, cli_audit, cli_db, cli_server, cli_users
 from synthorg_tornado.cli_support import (
     EXIT_CONFIG,
     EXIT_FAILURE,
     EXIT_OK,
     CommandError,
+    Parser,
     first_line,
     leaf,
 )
@@ -51,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     # SUPPRESS, so a --config given before the command is not reset by the subcommand's default.
     common.add_argument(
         "--config",
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="config file (default: $SYNTHORG_CONFIG, else ./config.yaml)",
     )
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="synthorg-tornado",
         description="Multi-user lab server: login, sessions, settings and live channels.",
         parents=[common],
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_users.add_commands(commands, common)
     cli_access.add_commands(commands, common)
     cli_server.add_commands(commands, common)
+    cli_audit.add_commands(commands, common)
 
     cfg = commands.add_parser("config", parents=[common], help="check or show the configuration")
     cfg_commands = cfg.add_subparsers(title="config commands", metavar="ACTION", required=True)

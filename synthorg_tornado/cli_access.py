@@ -1,4 +1,8 @@
-"""`synthorg-tornado token ...` and `sessions ...`: API tokens and login sessions."""
+"""`synthorg-tornado token ...` and `sessions ...`: API tokens and login sessions.
+
+Session ids are 64 hex digits, so listings show the first few (`SHORT_ID`, the length the audit
+log's `session:` targets use) and every command takes any unique prefix of a live session's id.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,25 @@ import sys
 from typing import TYPE_CHECKING
 
 from synthorg_tornado import cli_server
-from synthorg_tornado.cli_support import CLI_ACTOR, EXIT_OK, CommandError, leaf, with_services
+from synthorg_tornado.cli_support import (
+    CLI_ACTOR,
+    EXIT_OK,
+    CommandError,
+    add_json_flag,
+    leaf,
+    print_json,
+    print_table,
+    short_time,
+    with_services,
+)
 from synthorg_tornado.config import Config
 
 if TYPE_CHECKING:
     from synthorg_tornado.services import Services
+
+SHORT_ID = 8
+# Shorter prefixes match too much to be typed on purpose.
+MIN_PREFIX = 4
 
 
 def add_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -23,20 +41,27 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     create.add_argument("name", help="what the token is for")
     create.add_argument("--user", required=True, help="the token's owner")
     create.add_argument("--expires-days", type=int, default=None)
-    leaf(token_commands, "list", "list a user's tokens", cmd_token_list, common).add_argument(
-        "--user", required=True
-    )
+    add_json_flag(
+        leaf(token_commands, "list", "list a user's live tokens", cmd_token_list, common)
+    ).add_argument("--user", required=True)
     leaf(token_commands, "revoke", "revoke a token by id", cmd_token_revoke, common).add_argument(
         "id", type=int
     )
 
     sessions = commands.add_parser("sessions", parents=[common], help="list or revoke login sessions")
     session_commands = sessions.add_subparsers(title="sessions commands", metavar="ACTION", required=True)
-    leaf(session_commands, "list", "list live sessions", cmd_sessions_list, common).add_argument("--user")
+    add_json_flag(
+        leaf(session_commands, "list", "list live sessions", cmd_sessions_list, common)
+    ).add_argument("--user")
     revoke = leaf(
         session_commands, "revoke", "revoke one session, a user's, or all", cmd_sessions_revoke, common
     )
-    revoke.add_argument("session_id", nargs="?")
+    revoke.add_argument(
+        "session_id",
+        nargs="?",
+        metavar="ID",
+        help=f"a session id, or a unique prefix of at least {MIN_PREFIX}",
+    )
     revoke.add_argument("--user", help="revoke every session of this user")
     revoke.add_argument("--all", action="store_true", help="revoke every session of every user")
 
@@ -55,11 +80,24 @@ def cmd_token_create(config: Config, args: argparse.Namespace) -> int:
 def cmd_token_list(config: Config, args: argparse.Namespace) -> int:
     async def work(services: Services) -> int:
         user = await services.users.find_by_username(args.user)
-        for token in await services.api_tokens.list_all(user.id):
-            print(
-                f"{token['id']}\t{token['prefix']}...\t{token['name']}\texpires {token['expires_at']}"
-                f"\tlast used {token['last_used_at'] or 'never'}"
-            )
+        tokens = await services.api_tokens.list_all(user.id)
+        if args.json:
+            print_json(tokens)
+            return EXIT_OK
+        print_table(
+            ("ID", "PREFIX", "NAME", "CREATED", "EXPIRES", "LAST USED"),
+            (
+                (
+                    token["id"],
+                    f"{token['prefix']}...",
+                    token["name"],
+                    short_time(token["created_at"]),
+                    short_time(token["expires_at"]) or "never",
+                    short_time(token["last_used_at"]) or "never",
+                )
+                for token in tokens
+            ),
+        )
         return EXIT_OK
 
     return with_services(config, work)
@@ -79,11 +117,24 @@ def cmd_sessions_list(config: Config, args: argparse.Namespace) -> int:
 
     async def work(services: Services) -> int:
         user_id = (await services.users.find_by_username(args.user)).id if args.user else None
-        for entry in await services.sessions.list(user_id, None):
-            print(
-                f"{entry['session_id']}\t{entry['username']}\t{entry['ip_address'] or '-'}\t"
-                f"created {entry['created_at']}\tlast active {entry['last_active_at']}"
-            )
+        sessions = await services.sessions.list(user_id, None)
+        if args.json:
+            print_json(sessions)
+            return EXIT_OK
+        print_table(
+            ("SESSION", "USER", "IP", "CREATED", "LAST ACTIVE", "EXPIRES"),
+            (
+                (
+                    entry["session_id"][:SHORT_ID],
+                    entry["username"],
+                    entry["ip_address"],
+                    short_time(entry["created_at"]),
+                    short_time(entry["last_active_at"]),
+                    short_time(entry["expires_at"]),
+                )
+                for entry in sessions
+            ),
+        )
         return EXIT_OK
 
     return with_services(config, work)
@@ -96,8 +147,9 @@ def cmd_sessions_revoke(config: Config, args: argparse.Namespace) -> int:
 
     async def work(services: Services) -> int:
         if args.session_id:
-            await services.sessions.revoke(args.session_id, "revoked", CLI_ACTOR)
-            print("1 session revoked")
+            session_id = await resolve_session_id(services, args.session_id)
+            await services.sessions.revoke(session_id, "revoked", CLI_ACTOR)
+            print(f"session {session_id[:SHORT_ID]} revoked")
             return EXIT_OK
         users = (
             [await services.users.find_by_username(args.user)] if args.user else await services.users.list()
@@ -109,3 +161,21 @@ def cmd_sessions_revoke(config: Config, args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return with_services(config, work)
+
+
+async def resolve_session_id(services: Services, prefix: str) -> str:
+    """The live session whose id starts with `prefix`.
+
+    Only live sessions are candidates, the ones `sessions list` shows, so a prefix read off
+    the listing never collides with a session that ended long ago.
+    """
+    if len(prefix) < MIN_PREFIX:
+        raise CommandError(f"a session id prefix needs at least {MIN_PREFIX} characters")
+    matches = [
+        entry for entry in await services.sessions.list(None, None) if entry["session_id"].startswith(prefix)
+    ]
+    if not matches:
+        raise CommandError(f"no live session id starts with {prefix!r}")
+    if len(matches) > 1:
+        raise CommandError(f"{len(matches)} live sessions start with {prefix!r}; give more characters")
+    return str(matches[0]["session_id"])

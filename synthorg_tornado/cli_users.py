@@ -9,7 +9,17 @@ import argparse
 from typing import TYPE_CHECKING
 
 from synthorg_tornado.auth import roles
-from synthorg_tornado.cli_support import CLI_ACTOR, EXIT_OK, leaf, read_password, with_services
+from synthorg_tornado.cli_support import (
+    CLI_ACTOR,
+    EXIT_OK,
+    add_json_flag,
+    leaf,
+    print_json,
+    print_table,
+    read_password,
+    short_time,
+    with_services,
+)
 from synthorg_tornado.config import Config
 
 if TYPE_CHECKING:
@@ -30,7 +40,7 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     add.add_argument("--role", default="member", choices=roles.ROLES)
     add.add_argument("--display-name", default="")
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    leaf(user_commands, "list", "list users", cmd_user_list, common)
+    add_json_flag(leaf(user_commands, "list", "list users", cmd_user_list, common))
     passwd = leaf(
         user_commands, "passwd", "set a user's password (revokes their sessions)", cmd_user_passwd, common
     )
@@ -41,6 +51,13 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
         ("enable", "enable a user"),
     ):
         leaf(user_commands, action, help_text, cmd_user_toggle, common).add_argument("name")
+    leaf(
+        user_commands,
+        "delete",
+        "delete a user, ending their sessions and removing their API tokens",
+        cmd_user_delete,
+        common,
+    ).add_argument("name")
     set_role = leaf(user_commands, "set-role", "change a user's role", cmd_user_set_role, common)
     set_role.add_argument("name")
     set_role.add_argument("role", choices=roles.ROLES)
@@ -67,9 +84,24 @@ def cmd_user_add(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_user_list(config: Config, args: argparse.Namespace) -> int:
     async def work(services: Services) -> int:
-        for user in await services.users.list():
-            state = "disabled" if user.disabled else "active"
-            print(f"{user.id}\t{user.username}\t{user.role}\t{state}\t{user.display_name}")
+        users = [user.public() for user in await services.users.list()]
+        if args.json:
+            print_json(users)
+            return EXIT_OK
+        print_table(
+            ("ID", "USERNAME", "ROLE", "STATE", "LAST LOGIN", "DISPLAY NAME"),
+            (
+                (
+                    user["id"],
+                    user["username"],
+                    user["role"],
+                    "disabled" if user["disabled"] else "active",
+                    short_time(user["last_login_at"]) or "never",
+                    user["display_name"],
+                )
+                for user in users
+            ),
+        )
         return EXIT_OK
 
     return with_services(config, work)
@@ -99,6 +131,20 @@ def cmd_user_toggle(config: Config, args: argparse.Namespace) -> int:
             count = await services.sessions.revoke_all(user.id, "user_disabled", CLI_ACTOR)
             message += f"; {count} session(s) revoked"
         print(message)
+        return EXIT_OK
+
+    return with_services(config, work)
+
+
+def cmd_user_delete(config: Config, args: argparse.Namespace) -> int:
+    """What `DELETE /api/v1/users/{id}` does: the sessions are revoked (and audited) first, so a
+    running server ends them, then the user goes in one audited statement."""
+
+    async def work(services: Services) -> int:
+        user = await services.users.find_by_username(args.name)
+        count = await services.sessions.revoke_all(user.id, "user_deleted", CLI_ACTOR)
+        await services.users.delete(user.id, actor=CLI_ACTOR)
+        print(f"{user.username} deleted; {count} session(s) revoked")
         return EXIT_OK
 
     return with_services(config, work)

@@ -6,6 +6,7 @@ Changes made by the command line reach the running server's caches through its c
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -20,6 +21,23 @@ def cli(lab: Lab, *args: str, stdin: str | None = None) -> subprocess.CompletedP
         text=True,
         timeout=60,
     )
+
+
+def table(stdout: str) -> list[dict[str, str]]:
+    """Rows of an aligned listing, read by the header's column offsets: a cell that is not
+    aligned under its header comes out cut or merged, and the assertion on it fails."""
+    header, *lines = stdout.rstrip("\n").split("\n")
+    names = re.split(r"\s{2,}", header.strip())
+    starts = [header.index(name) for name in names]
+    ends = [*starts[1:], None]
+    rows = []
+    for line in lines:
+        for start in starts[1:]:
+            assert line[start - 1 : start] in (" ", ""), f"not aligned: {line!r}"
+        rows.append(
+            {name: line[start:end].strip() for name, start, end in zip(names, starts, ends, strict=True)}
+        )
+    return rows
 
 
 def eventually_status(client, path: str, status: int, code: int | None = None) -> None:  # type: ignore[no-untyped-def]
@@ -39,7 +57,7 @@ def test_user_add_then_login(lab: Lab) -> None:
     _, body = lab.login("carol")
     assert body["user"]["role"] == "manager"
     listed = cli(lab, "user", "list")
-    assert any(line.split("\t")[1:3] == ["carol", "manager"] for line in listed.stdout.splitlines())
+    assert any(row["USERNAME"] == "carol" and row["ROLE"] == "manager" for row in table(listed.stdout))
 
 
 def test_user_add_duplicate_and_bad_input_fail_with_one_line(lab: Lab) -> None:
@@ -62,7 +80,7 @@ def test_sessions_revoke_by_user_reaches_the_running_server(lab: Lab) -> None:
     first, _ = lab.login(user["username"])
     second, _ = lab.login(user["username"])
     listed = cli(lab, "sessions", "list", "--user", user["username"])
-    assert len(listed.stdout.strip().splitlines()) == 2
+    assert len(table(listed.stdout)) == 2
     result = cli(lab, "sessions", "revoke", "--user", user["username"])
     assert result.returncode == 0 and "2 session(s) revoked" in result.stdout
     eventually_status(first, "/api/v1/me", 401, 1002)
@@ -99,7 +117,8 @@ def test_token_create_list_revoke(lab: Lab) -> None:
     client = lab.client(token=token, scheme="token")
     assert client.get("/api/v1/me").json()["username"] == user["username"]
     listed = cli(lab, "token", "list", "--user", user["username"]).stdout
-    token_id = listed.split("\t", 1)[0]
-    assert "backup-script" in listed and token not in listed
+    (row,) = table(listed)
+    token_id = row["ID"]
+    assert row["NAME"] == "backup-script" and token not in listed
     assert cli(lab, "token", "revoke", token_id).returncode == 0
     eventually_status(client, "/api/v1/me", 401, 1000)
