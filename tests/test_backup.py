@@ -3,6 +3,7 @@ backends, with files only their owner can read."""
 
 from __future__ import annotations
 
+import json
 import stat
 import subprocess
 import sys
@@ -23,9 +24,9 @@ def cli(lab: Lab, *args: str) -> subprocess.CompletedProcess:
 
 
 def usernames(lab: Lab) -> set[str]:
-    listing = cli(lab, "user", "list")
+    listing = cli(lab, "user", "list", "--json")
     assert listing.returncode == 0, listing.stderr
-    return {line.split("\t")[1] for line in listing.stdout.splitlines() if line.strip()}
+    return {user["username"] for user in json.loads(listing.stdout)}
 
 
 def test_backup_while_serving_then_restore_undoes_later_changes(lab: Lab, tmp_path: Path) -> None:
