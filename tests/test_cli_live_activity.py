@@ -17,7 +17,7 @@ from tests.servers import Lab
 
 
 def sessions_list(lab: Lab, username: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "synthorg_tornado", "sessions", "list", "--user", username]
+    command = [sys.executable, "-m", "synthorg_tornado", "sessions", "list", "--user", username, "--json"]
     return subprocess.run(
         [*command, "--config", str(lab.server.config_path)],
         capture_output=True,
