@@ -16,7 +16,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from tornado import netutil, process
+from tornado import netutil
 from tornado.ioloop import PeriodicCallback
 from tornado.web import Application
 
@@ -34,6 +34,7 @@ from synthorg_tornado.proxies import TrustedProxies
 from synthorg_tornado.runtime import FLUSH_SIGNAL, RuntimeFile, RuntimeInfo, runtime_dirs
 from synthorg_tornado.services import Services, build_services
 from synthorg_tornado.systemd import Notifier
+from synthorg_tornado.workers import Supervisor
 
 log = logging.getLogger("synthorg.server")
 
@@ -215,16 +216,29 @@ def public_url(config: Config, sockets: list[socket.socket]) -> str:
 def run(config: Config) -> int:
     """Serve until SIGTERM/SIGINT. Returns the process exit code.
 
-    The setup token is drawn before the workers fork, so every worker accepts the one link
-    printed (a setup request lands on whichever worker accepts it).
+    Everything done before the workers fork leaves no thread, loop or connection behind:
+    `prepare_database` runs its own event loop to the end and disposes of its engine, and the
+    supervisor refuses to fork otherwise. The setup token is drawn before the fork, so every
+    worker (a restarted one included) accepts the one link printed.
     """
     secret = ensure_secret(config)
     asyncio.run(prepare_database(config))
     sockets = bind(config)
     setup_token = new_setup_token()
-    if config.server.processes > 1:
-        process.fork_processes(config.server.processes, max_restarts=100)
-    return asyncio.run(_serve(config, secret, sockets, setup_token))
+    if config.server.processes == 1:
+        return asyncio.run(_serve(config, secret, sockets, setup_token))
+
+    def work(index: int) -> int:
+        return asyncio.run(_serve(config, secret, sockets, setup_token, worker=index))
+
+    supervisor = Supervisor(
+        config.server.processes,
+        work,
+        config.server.shutdown_grace_seconds,
+        sockets,
+        on_stopping=Notifier().stopping,
+    )
+    return supervisor.run()
 
 
 def tune_garbage_collector() -> None:
@@ -298,12 +312,12 @@ class Presence:
         self.file.remove()
 
 
-def runtime_file(config: Config, url: str, setup_token: str | None) -> RuntimeFile:
+def runtime_file(config: Config, url: str, setup_token: str | None, worker: int | None) -> RuntimeFile:
     """This process's runtime file; a forked worker names the process that forked it."""
     pid = os.getpid()
     info = RuntimeInfo(
         pid=pid,
-        main_pid=os.getppid() if process.task_id() is not None else pid,
+        main_pid=os.getppid() if worker is not None else pid,
         url=url,
         started=isoformat(utcnow()) or "",
         version=__version__,
@@ -313,7 +327,10 @@ def runtime_file(config: Config, url: str, setup_token: str | None) -> RuntimeFi
     return RuntimeFile(runtime_dirs(config)[0], info)
 
 
-async def _serve(config: Config, secret: bytes, sockets: list[socket.socket], setup_token: str) -> int:
+async def _serve(
+    config: Config, secret: bytes, sockets: list[socket.socket], setup_token: str, worker: int | None = None
+) -> int:
+    """One serving process: the only one, or worker `worker` of the supervisor's."""
     services = build_services(config, secret)
     server = LabServer(config, services)
     stopping = asyncio.Event()
@@ -330,13 +347,18 @@ async def _serve(config: Config, secret: bytes, sockets: list[socket.socket], se
         watchdog.start()
         server.periodic.append(watchdog)
     offered = await services.login.offer_setup(setup_token)
-    if offered is not None and process.task_id() in (None, 0):
+    if offered is not None and worker in (None, 0):
         # The one-time link is the whole point of this line: it must be printed (once).
         log.warning("No user exists yet. Open %ssetup?token=%s", url, offered, extra=SHOW_SECRETS)
-    presence = Presence(server, runtime_file(config, url, offered))
+    presence = Presence(server, runtime_file(config, url, offered, worker))
     loop.add_signal_handler(FLUSH_SIGNAL, presence.flush_requested)
     await presence.start()
-    log.info("synthorg-tornado %s listening on %s", __version__, url)
+    if worker is None:
+        log.info("synthorg-tornado %s listening on %s", __version__, url)
+    else:
+        log.info(
+            "synthorg-tornado %s worker %d (pid %d) listening on %s", __version__, worker, os.getpid(), url
+        )
     notifier.ready(f"listening on {url}")
     await stopping.wait()
     notifier.stopping()
