@@ -14,6 +14,8 @@ import shutil
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -257,3 +259,34 @@ def test_a_worker_that_cannot_start_is_retried_with_a_doubling_delay_until_it_ca
 def test_crash_loop_backoff_doubles_and_is_capped() -> None:
     assert [backoff_seconds(n) for n in range(5)] == [0.0, 0.5, 1.0, 2.0, 4.0]
     assert backoff_seconds(50) == MAX_BACKOFF_SECONDS
+
+
+# The signing secret across instances
+
+
+def config_check(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "synthorg_tornado", "config", "check", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_config_check_warns_that_several_processes_would_generate_the_secret(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://lab@127.0.0.1:1/lab"
+    secret = tmp_path / "shared_secret"
+    path = write_config(tmp_path, url, server={"processes": 2}, auth={"secret_file": str(secret)})
+    missing = config_check(path)
+    assert missing.returncode == 0, missing.stderr
+    [warning] = [line for line in missing.stderr.splitlines() if "auth.secret_file" in line]
+    assert str(secret) in warning and "does not exist" in warning and "same secret" in warning
+
+    secret.write_bytes(os.urandom(32).hex().encode())
+    secret.chmod(0o600)
+    present = config_check(path)
+    assert present.returncode == 0 and "auth.secret_file" not in present.stderr
+
+    single = write_config(tmp_path / "one", url, auth={"secret_file": str(tmp_path / "absent")})
+    assert "auth.secret_file" not in config_check(single).stderr
