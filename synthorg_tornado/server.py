@@ -16,6 +16,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from sqlalchemy import select
 from tornado import netutil
 from tornado.ioloop import PeriodicCallback
 from tornado.web import Application
@@ -29,6 +30,7 @@ from synthorg_tornado.config import Config, ConfigError, build_ssl_context, ensu
 from synthorg_tornado.connections import UNLIMITED_BODY, LabHTTPServer
 from synthorg_tornado.db import migrate
 from synthorg_tornado.db.engine import Database
+from synthorg_tornado.db.models import User
 from synthorg_tornado.logs import SHOW_SECRETS
 from synthorg_tornado.proxies import TrustedProxies
 from synthorg_tornado.runtime import FLUSH_SIGNAL, RuntimeFile, RuntimeInfo, runtime_dirs
@@ -179,8 +181,14 @@ class LabServer:
         await self.services.close()
 
 
-async def prepare_database(config: Config) -> None:
-    """Migrate (or check the schema is current) before serving, with a throwaway engine."""
+async def prepare_database(config: Config, secret_generated: bool = False) -> None:
+    """Migrate (or check the schema is current) before serving, with a throwaway engine.
+
+    `secret_generated`: the signing secret was created just now. If the database already has
+    users, this instance joins (or restarts) a lab whose sessions were signed with another
+    secret: another host's that was not copied here, or a lost file. It serves, since the
+    sysadmin may have meant to log everyone out, but says so.
+    """
     database = Database(config.database)
     try:
         current, head = await migrate.current_revision(database), migrate.head_revision()
@@ -196,8 +204,20 @@ async def prepare_database(config: Config) -> None:
                         "run: synthorg-tornado db upgrade"
                     ]
                 )
+        if secret_generated and await _has_users(database):
+            log.warning(
+                "generated a new signing secret %s, but this database already has users: sessions "
+                "signed with the old secret are refused here; if other instances serve this "
+                "database, stop this one and copy their auth.secret_file (docs/deploy.md, Several hosts)",
+                config.secret_path,
+            )
     finally:
         await database.dispose()
+
+
+async def _has_users(database: Database) -> bool:
+    async with database.session() as session:
+        return (await session.execute(select(User.id).limit(1))).first() is not None
 
 
 def bind(config: Config) -> list[socket.socket]:
@@ -221,8 +241,9 @@ def run(config: Config) -> int:
     supervisor refuses to fork otherwise. The setup token is drawn before the fork, so every
     worker (a restarted one included) accepts the one link printed.
     """
+    secret_generated = not config.secret_path.exists()
     secret = ensure_secret(config)
-    asyncio.run(prepare_database(config))
+    asyncio.run(prepare_database(config, secret_generated))
     sockets = bind(config)
     setup_token = new_setup_token()
     if config.server.processes == 1:

@@ -290,3 +290,34 @@ def test_config_check_warns_that_several_processes_would_generate_the_secret(tmp
 
     single = write_config(tmp_path / "one", url, auth={"secret_file": str(tmp_path / "absent")})
     assert "auth.secret_file" not in config_check(single).stderr
+
+
+def test_an_instance_that_generates_its_secret_for_a_database_with_users_says_so(
+    pg_cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    url = pg_cluster.create_database("workers_secret")
+    first = start_lab(tmp_path / "a", url)
+    try:
+        assert "generated a new signing secret" not in first.server.log()
+        # A second host whose sysadmin did not copy the first one's secret.
+        second = ServerProcess(write_config(tmp_path / "b", url)).start()
+        try:
+            line = second.wait_for_log(
+                r"generated a new signing secret (\S+), but this database already has users"
+            )
+            assert line.group(1) == str(tmp_path / "b" / "synthorg_secret")
+            assert "copy their auth.secret_file" in second.log()
+            assert second.terminate() == 0
+        finally:
+            second.kill()
+        # With the secret copied, nothing to say.
+        (tmp_path / "c").mkdir()
+        shutil.copy2(tmp_path / "a" / "synthorg_secret", tmp_path / "c" / "synthorg_secret")
+        third = ServerProcess(write_config(tmp_path / "c", url)).start()
+        try:
+            assert "generated a new signing secret" not in third.log()
+            assert third.terminate() == 0
+        finally:
+            third.kill()
+    finally:
+        assert first.server.terminate() == 0
