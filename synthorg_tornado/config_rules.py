@@ -114,6 +114,14 @@ def validate(config: Config, problems: list[str]) -> list[str]:
     warnings.extend(_database_file_warnings(config))
     _validate_metrics(config, problems)
     secret = config.secret_path
+    if server.processes > 1 and not secret.exists():
+        warnings.append(
+            f"auth.secret_file {secret} does not exist yet, so the server will generate it at "
+            f"start-up; with server.processes: {server.processes} the lab is scaled out, and every "
+            "instance on every host must read the same secret, or a session or cookie made by one "
+            "is refused by the others: create it once (openssl rand -hex 48 > FILE; chmod 600 FILE), "
+            "copy it to each host and point auth.secret_file at it"
+        )
     if secret.exists():
         mode = stat.S_IMODE(secret.stat().st_mode)
         if mode & 0o077:

@@ -16,7 +16,8 @@ import ssl
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from tornado import netutil, process
+from sqlalchemy import select
+from tornado import netutil
 from tornado.ioloop import PeriodicCallback
 from tornado.web import Application
 
@@ -29,11 +30,13 @@ from synthorg_tornado.config import Config, ConfigError, build_ssl_context, ensu
 from synthorg_tornado.connections import UNLIMITED_BODY, LabHTTPServer
 from synthorg_tornado.db import migrate
 from synthorg_tornado.db.engine import Database
+from synthorg_tornado.db.models import User
 from synthorg_tornado.logs import SHOW_SECRETS
 from synthorg_tornado.proxies import TrustedProxies
 from synthorg_tornado.runtime import FLUSH_SIGNAL, RuntimeFile, RuntimeInfo, runtime_dirs
 from synthorg_tornado.services import Services, build_services
 from synthorg_tornado.systemd import Notifier
+from synthorg_tornado.workers import Supervisor
 
 log = logging.getLogger("synthorg.server")
 
@@ -178,8 +181,14 @@ class LabServer:
         await self.services.close()
 
 
-async def prepare_database(config: Config) -> None:
-    """Migrate (or check the schema is current) before serving, with a throwaway engine."""
+async def prepare_database(config: Config, secret_generated: bool = False) -> None:
+    """Migrate (or check the schema is current) before serving, with a throwaway engine.
+
+    `secret_generated`: the signing secret was created just now. If the database already has
+    users, this instance joins (or restarts) a lab whose sessions were signed with another
+    secret: another host's that was not copied here, or a lost file. It serves, since the
+    sysadmin may have meant to log everyone out, but says so.
+    """
     database = Database(config.database)
     try:
         current, head = await migrate.current_revision(database), migrate.head_revision()
@@ -195,8 +204,20 @@ async def prepare_database(config: Config) -> None:
                         "run: synthorg-tornado db upgrade"
                     ]
                 )
+        if secret_generated and await _has_users(database):
+            log.warning(
+                "generated a new signing secret %s, but this database already has users: sessions "
+                "signed with the old secret are refused here; if other instances serve this "
+                "database, stop this one and copy their auth.secret_file (docs/deploy.md, Several hosts)",
+                config.secret_path,
+            )
     finally:
         await database.dispose()
+
+
+async def _has_users(database: Database) -> bool:
+    async with database.session() as session:
+        return (await session.execute(select(User.id).limit(1))).first() is not None
 
 
 def bind(config: Config) -> list[socket.socket]:
@@ -215,16 +236,30 @@ def public_url(config: Config, sockets: list[socket.socket]) -> str:
 def run(config: Config) -> int:
     """Serve until SIGTERM/SIGINT. Returns the process exit code.
 
-    The setup token is drawn before the workers fork, so every worker accepts the one link
-    printed (a setup request lands on whichever worker accepts it).
+    Everything done before the workers fork leaves no thread, loop or connection behind:
+    `prepare_database` runs its own event loop to the end and disposes of its engine, and the
+    supervisor refuses to fork otherwise. The setup token is drawn before the fork, so every
+    worker (a restarted one included) accepts the one link printed.
     """
+    secret_generated = not config.secret_path.exists()
     secret = ensure_secret(config)
-    asyncio.run(prepare_database(config))
+    asyncio.run(prepare_database(config, secret_generated))
     sockets = bind(config)
     setup_token = new_setup_token()
-    if config.server.processes > 1:
-        process.fork_processes(config.server.processes, max_restarts=100)
-    return asyncio.run(_serve(config, secret, sockets, setup_token))
+    if config.server.processes == 1:
+        return asyncio.run(_serve(config, secret, sockets, setup_token))
+
+    def work(index: int) -> int:
+        return asyncio.run(_serve(config, secret, sockets, setup_token, worker=index))
+
+    supervisor = Supervisor(
+        config.server.processes,
+        work,
+        config.server.shutdown_grace_seconds,
+        sockets,
+        on_stopping=Notifier().stopping,
+    )
+    return supervisor.run()
 
 
 def tune_garbage_collector() -> None:
@@ -298,12 +333,12 @@ class Presence:
         self.file.remove()
 
 
-def runtime_file(config: Config, url: str, setup_token: str | None) -> RuntimeFile:
+def runtime_file(config: Config, url: str, setup_token: str | None, worker: int | None) -> RuntimeFile:
     """This process's runtime file; a forked worker names the process that forked it."""
     pid = os.getpid()
     info = RuntimeInfo(
         pid=pid,
-        main_pid=os.getppid() if process.task_id() is not None else pid,
+        main_pid=os.getppid() if worker is not None else pid,
         url=url,
         started=isoformat(utcnow()) or "",
         version=__version__,
@@ -313,7 +348,10 @@ def runtime_file(config: Config, url: str, setup_token: str | None) -> RuntimeFi
     return RuntimeFile(runtime_dirs(config)[0], info)
 
 
-async def _serve(config: Config, secret: bytes, sockets: list[socket.socket], setup_token: str) -> int:
+async def _serve(
+    config: Config, secret: bytes, sockets: list[socket.socket], setup_token: str, worker: int | None = None
+) -> int:
+    """One serving process: the only one, or worker `worker` of the supervisor's."""
     services = build_services(config, secret)
     server = LabServer(config, services)
     stopping = asyncio.Event()
@@ -330,13 +368,18 @@ async def _serve(config: Config, secret: bytes, sockets: list[socket.socket], se
         watchdog.start()
         server.periodic.append(watchdog)
     offered = await services.login.offer_setup(setup_token)
-    if offered is not None and process.task_id() in (None, 0):
+    if offered is not None and worker in (None, 0):
         # The one-time link is the whole point of this line: it must be printed (once).
         log.warning("No user exists yet. Open %ssetup?token=%s", url, offered, extra=SHOW_SECRETS)
-    presence = Presence(server, runtime_file(config, url, offered))
+    presence = Presence(server, runtime_file(config, url, offered, worker))
     loop.add_signal_handler(FLUSH_SIGNAL, presence.flush_requested)
     await presence.start()
-    log.info("synthorg-tornado %s listening on %s", __version__, url)
+    if worker is None:
+        log.info("synthorg-tornado %s listening on %s", __version__, url)
+    else:
+        log.info(
+            "synthorg-tornado %s worker %d (pid %d) listening on %s", __version__, worker, os.getpid(), url
+        )
     notifier.ready(f"listening on {url}")
     await stopping.wait()
     notifier.stopping()
