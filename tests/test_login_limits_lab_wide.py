@@ -173,3 +173,18 @@ def test_the_cleanup_job_prunes_attempts_no_window_can_reach(lab2: TwoProcesses)
         return [account for (account,) in rows] == ["recent"]
 
     wait_for(pruned, 10.0, "the cleanup job to prune the old attempt", interval=0.2)
+
+
+def test_a_burst_on_one_account_behind_an_allowlisted_address_checks_at_most_the_threshold(
+    lab2: TwoProcesses,
+) -> None:
+    user = lab2.a.create_user()
+    replies = burst(
+        [
+            (lambda n=n: lab2.attempt("AB"[n % 2], "198.18.0.21", user["username"], "guess-guess"))
+            for n in range(30)
+        ]
+    )
+    statuses = Counter(reply.status for reply in replies)
+    assert statuses[401] <= LOCKOUT, statuses
+    assert all(reply.code == 1004 for reply in replies if reply.status == 429)
