@@ -15,6 +15,7 @@ from datetime import timedelta
 from synthorg_tornado.auth.api_tokens import ApiTokenService
 from synthorg_tornado.auth.audit import AuditLog
 from synthorg_tornado.auth.identity import Authenticator
+from synthorg_tornado.auth.lab_throttle import LabThrottle
 from synthorg_tornado.auth.login import LoginService
 from synthorg_tornado.auth.passwords import PasswordHasher
 from synthorg_tornado.auth.ratelimit import LoginLimiter
@@ -48,6 +49,8 @@ class Services:
     api_tokens: ApiTokenService
     authenticator: Authenticator
     limiter: LoginLimiter
+    # PostgreSQL only: the lab-wide counts behind `limiter` (None on SQLite, one process).
+    lab_throttle: LabThrottle | None
     login: LoginService
     metrics: Metrics
     settings: SettingsService
@@ -69,8 +72,11 @@ class Services:
         await self.login.throttled.flush()
 
     async def cleanup(self) -> None:
-        """The periodic pruning: expired sessions, spent tickets, audit entries past retention."""
+        """The periodic pruning: expired sessions, spent tickets, audit entries past retention,
+        login attempts past every throttling window."""
         await self.sessions.cleanup()
+        if self.lab_throttle is not None:
+            await self.lab_throttle.prune()
         retention_days = self.config.audit.retention_days
         if retention_days:
             await self.audit.prune(utcnow() - timedelta(days=retention_days))
@@ -122,7 +128,18 @@ def build_services(config: Config, secret: bytes, environ: Mapping[str, str] | N
         lockout_seconds=lambda: auth_config.lockout_minutes * 60.0,
         allowlist=auth_config.rate_limit_networks,
     )
-    login = LoginService(user_service, sessions, hasher, limiter, audit_log)
+    lab_throttle = (
+        None
+        if config.database.is_sqlite
+        else LabThrottle(
+            database,
+            per_minute=lambda: settings_service.value("auth", "login_rate_limit_per_minute"),
+            lockout_threshold=lambda: auth_config.lockout_threshold,
+            lockout_seconds=lambda: auth_config.lockout_minutes * 60.0,
+            exempt=limiter.exempt,
+        )
+    )
+    login = LoginService(user_service, sessions, hasher, limiter, audit_log, lab_throttle)
     metrics_registry = Metrics(read_scrape_token(config.metrics.token_file))
     metrics_registry.watch(
         active_sessions=lambda: sessions.cache.active_count(utcnow()),
@@ -140,6 +157,7 @@ def build_services(config: Config, secret: bytes, environ: Mapping[str, str] | N
         api_tokens=api_tokens,
         authenticator=Authenticator(sessions, api_tokens),
         limiter=limiter,
+        lab_throttle=lab_throttle,
         login=login,
         metrics=metrics_registry,
         settings=settings_service,

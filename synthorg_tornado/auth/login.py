@@ -5,16 +5,19 @@ unknown user's against a dummy hash), so a response never tells whether an accou
 disabled user's password is checked like anyone's: wrong, it gets that same answer; right, it is
 told the account is disabled (403), which tells nothing to someone who does not know the password.
 Every password check, at login or before a password change, takes its place under the limits
-synchronously, before its first await (see `ratelimit`).
+synchronously, before its first await (see `ratelimit`); on PostgreSQL it then takes a lab-wide
+place too, so the limits hold across every process (see `lab_throttle`).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 from synthorg_tornado.auth.audit import Actor, AuditEvent, AuditLog
+from synthorg_tornado.auth.lab_throttle import LabAttempt, LabThrottle
 from synthorg_tornado.auth.passwords import PasswordHasher
 from synthorg_tornado.auth.ratelimit import Attempt, LoginLimiter
 from synthorg_tornado.auth.sessions import CachedSession, SessionService
@@ -41,6 +44,50 @@ SETUP_LINK_INVALID = (
 )
 
 
+class Admission:
+    """One admitted password check: its place in this process and, on PostgreSQL, lab-wide.
+
+    With a lab-wide place the in-memory one only bounds this process's checks in flight (it
+    counts nothing, so every process reads the same counts from the database); without one, the
+    in-memory limiter is the whole story. Settle it once; leaving the block without a verdict
+    gives both places back.
+    """
+
+    def __init__(self, local: Attempt, lab: LabAttempt | None) -> None:
+        self._local = local
+        self._lab = lab
+
+    async def failed(self) -> None:
+        if self._lab is None:
+            self._local.failed()
+            return
+        try:
+            await self._lab.failed()
+        finally:
+            self._local.release()
+
+    async def succeeded(self) -> None:
+        if self._lab is None:
+            self._local.succeeded()
+            return
+        try:
+            await self._lab.succeeded()
+        finally:
+            self._local.release()
+
+    async def __aenter__(self) -> Admission:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if self._lab is not None:
+                await self._lab.release()
+        finally:
+            self._local.release()
+
+
 @dataclass(frozen=True)
 class LoginResult:
     token: str
@@ -65,11 +112,13 @@ class LoginService:
         hasher: PasswordHasher,
         limiter: LoginLimiter,
         audit: AuditLog,
+        lab_throttle: LabThrottle | None = None,
     ) -> None:
         self.users = users
         self.sessions = sessions
         self.hasher = hasher
         self.limiter = limiter
+        self.lab_throttle = lab_throttle
         self.audit = audit
         self.throttled = ThrottledAttempts(audit)
         self.failed_logins = 0
@@ -82,11 +131,11 @@ class LoginService:
             raise InvalidValue("username and password must be strings.")
         account = username.strip().lower()
         actor = Actor(None, username[:64], ip_address)
-        with await self._admit("auth.login", account, actor, target=username[:64]) as attempt:
+        async with await self._admit("auth.login", account, actor, target=username[:64]) as attempt:
             found = await self.users.find_for_login(account) if account else None
             user, password_hash = found if found else (None, None)
             if not await self.hasher.verify(password, password_hash):
-                attempt.failed()
+                await attempt.failed()
                 self.failed_logins += 1
                 await self.audit.record(
                     "auth.login",
@@ -95,7 +144,7 @@ class LoginService:
                     outcome="failure",
                 )
                 raise NotAuthenticated(INVALID_CREDENTIALS)
-            attempt.succeeded()
+            await attempt.succeeded()
         if user.disabled:
             self.failed_logins += 1
             await self.audit.record(
@@ -124,21 +173,33 @@ class LoginService:
         way to guess the password at bcrypt speed.
         """
         account = user.username.lower()
-        with await self._admit("user.password", account, actor, target=user.username) as attempt:
+        async with await self._admit("user.password", account, actor, target=user.username) as attempt:
             if not await self.users.verify_password(user.id, password):
-                attempt.failed()
+                await attempt.failed()
                 await self.audit.record("user.password", actor, target=user.username, outcome="failure")
                 raise PermissionDenied("The current password is incorrect.")
-            attempt.succeeded()
+            await attempt.succeeded()
 
-    async def _admit(self, action: str, account: str, actor: Actor, *, target: str) -> Attempt:
-        """A place under the limits, taken before anything is awaited; a refusal is audited
-        once per burst."""
+    async def _admit(self, action: str, account: str, actor: Actor, *, target: str) -> Admission:
+        """A place under the limits, taken in this process before anything is awaited, then
+        lab-wide on PostgreSQL; a refusal is audited once per burst."""
         try:
-            return self.limiter.admit(account, actor.ip_address)
+            local = self.limiter.admit(account, actor.ip_address)
+            if self.lab_throttle is None:
+                return Admission(local, None)
         except (RateLimited, AccountLocked) as refusal:
             await self.throttled.record(action, actor, target=target, reason=type(refusal).__name__)
             raise
+        try:
+            lab = await self.lab_throttle.reserve(account, actor.ip_address)
+        except (RateLimited, AccountLocked) as refusal:
+            local.release()
+            await self.throttled.record(action, actor, target=target, reason=type(refusal).__name__)
+            raise
+        except BaseException:
+            local.release()
+            raise
+        return Admission(local, lab)
 
     async def _upgrade_hash(self, user: UserRecord, password: str, password_hash: str | None) -> None:
         """Re-hash at the configured cost after `auth.bcrypt_rounds` changed.

@@ -6,10 +6,12 @@ from datetime import datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -157,3 +159,27 @@ class WsTicket(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LoginAttempt(Base):
+    """A password check counted lab-wide on PostgreSQL (see `auth.lab_throttle`).
+
+    `outcome` is `checking` from admission until the verdict, then `failed`; a failure becomes
+    `forgiven` when the account logs in from the same address, so it still counts for the
+    per-IP window but no longer for that pair's lockout. SQLite has the table but never uses it.
+    """
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (
+        Index("ix_login_attempts_ip_at", "ip", "at"),
+        Index("ix_login_attempts_account_ip_at", "account", "ip", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    ip: Mapped[str] = mapped_column(String(64), nullable=False)
+    # The lower-cased name tried, cut to the longest username: longer names cannot exist.
+    account: Mapped[str] = mapped_column(String(64), nullable=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)
