@@ -45,6 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_FAILURE
+    except BrokenPipeError:
+        # The reader went away (`... list | head`): what it did not read is not an error. Point
+        # stdout at /dev/null so the interpreter's final flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:
         logging.getLogger("synthorg.cli").debug("command failed", exc_info=True)
         print(f"error: {type(exc).__name__}: {first_line(exc)}", file=sys.stderr)

@@ -53,6 +53,8 @@ def leaf(
 def run_db(coroutine_factory: Callable, config: Config):  # type: ignore[no-untyped-def]
     try:
         return asyncio.run(coroutine_factory())
+    except BrokenPipeError:
+        raise  # our reader went away, not the database (see cli.main)
     except OSError as exc:
         raise CommandError(f"cannot reach the database {config.database.masked_url}: {exc}") from None
     except Exception as exc:

@@ -251,3 +251,47 @@ def test_every_command_has_help_and_the_readme_names_version() -> None:
     assert "synthorg-tornado --version" in readme
     for command in ("user delete", "audit list", "--json"):
         assert command in readme
+
+
+def test_a_listing_cut_short_by_its_reader_ends_quietly(lab: Lab) -> None:
+    """`audit list ... | head`: the reader closes the pipe long before the listing ends."""
+    config = load_config(lab.server.config_path)
+
+    async def insert() -> None:
+        database = Database(config.database)
+        try:
+            async with database.session() as session:
+                for number in range(3000):
+                    add_audit_row(session, number)
+                await session.commit()
+        finally:
+            await database.dispose()
+
+    asyncio.run(insert())
+    command = [sys.executable, "-m", "synthorg_tornado", "audit", "list", "--limit", "3000", "--json"]
+    listing = subprocess.Popen(
+        [*command, "--config", str(lab.server.config_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert listing.stdout is not None and listing.stderr is not None
+    listing.stdout.read(100)  # far less than the listing, which no pipe buffer holds
+    listing.stdout.close()
+    errors = listing.stderr.read().decode()
+    assert listing.wait(60) == 0
+    assert errors == ""
+
+
+def add_audit_row(session, number: int) -> None:  # type: ignore[no-untyped-def]
+    from synthorg_tornado.db.models import AuditEntry
+
+    session.add(
+        AuditEntry(
+            at=utcnow(),
+            actor="pytest-pipe",
+            action="test.row",
+            target=f"row {number} " + "x" * 100,
+            ip_address="192.0.2.8",
+            outcome="success",
+        )
+    )
