@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from sqlalchemy import func, select
+
 from synthorg_tornado.auth.api_tokens import ApiTokenService
 from synthorg_tornado.auth.audit import AuditLog
 from synthorg_tornado.auth.identity import Authenticator
@@ -27,7 +29,8 @@ from synthorg_tornado.auth.users import UserService
 from synthorg_tornado.clock import utcnow
 from synthorg_tornado.config import Config
 from synthorg_tornado.db.engine import Database
-from synthorg_tornado.metrics import Metrics, read_scrape_token
+from synthorg_tornado.db.models import Session
+from synthorg_tornado.metrics import MULTIPROCESS_ENV, Metrics, read_scrape_token
 from synthorg_tornado.realtime.bus import LocalBus
 from synthorg_tornado.realtime.hub import Hub
 from synthorg_tornado.settings.registry import SettingsRegistry
@@ -86,6 +89,18 @@ class Services:
         await self.database.dispose()
 
 
+async def count_active_sessions(database: Database) -> int:
+    """Live sessions in the lab, for the scrape of several processes (each caches only its own
+    users' sessions); one count over the indexed `expires_at`, at scrape time only."""
+    query = (
+        select(func.count())
+        .select_from(Session)
+        .where(Session.revoked_at.is_(None), Session.expires_at > utcnow())
+    )
+    async with database.session() as session:
+        return int((await session.execute(query)).scalar_one())
+
+
 def build_services(config: Config, secret: bytes, environ: Mapping[str, str] | None = None) -> Services:
     auth_config = config.auth
     database = Database(config.database)
@@ -140,11 +155,15 @@ def build_services(config: Config, secret: bytes, environ: Mapping[str, str] | N
         )
     )
     login = LoginService(user_service, sessions, hasher, limiter, audit_log, lab_throttle)
-    metrics_registry = Metrics(read_scrape_token(config.metrics.token_file))
+    # Set by the main process of `server.processes > 1` (metrics.SharedDirectory) before it forks.
+    shared = os.environ.get(MULTIPROCESS_ENV) if config.server.processes > 1 else None
+    metrics_registry = Metrics(read_scrape_token(config.metrics.token_file), shared)
     metrics_registry.watch(
         active_sessions=lambda: sessions.cache.active_count(utcnow()),
         failed_logins=lambda: login.failed_logins,
+        lab_active_sessions=lambda: count_active_sessions(database),
     )
+    login.on_failure = metrics_registry.failed_login
     return Services(
         config=config,
         secret=secret,

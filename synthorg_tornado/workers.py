@@ -17,6 +17,8 @@ This supervisor is the main process instead:
   and started again: at once after a long life, with a doubling delay (up to 30 s) when it
   keeps dying within seconds of its start, so a crash loop does not spin. One stopped by a
   signal of its own that exited 0 stays stopped; the main process exits 0 when none is left;
+- the workers' metrics are summed through a private directory made here before the first
+  fork (`metrics.SharedDirectory`), and a worker's live gauges are dropped when it exits;
 - on Linux each worker asks the kernel for SIGTERM should the main process die without a word
   (`kill -9`), so no worker outlives its supervisor.
 
@@ -40,6 +42,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from synthorg_tornado.metrics import SharedDirectory
 
 log = logging.getLogger("synthorg.workers")
 
@@ -103,10 +107,13 @@ class Supervisor:
         self._wakeup_read = -1
         self._wakeup_write = -1
         self._previous_handlers: dict[int, object] = {}
+        self._metrics: SharedDirectory | None = None
 
     def run(self) -> int:
         """Fork, supervise, and return the main process's exit code (0 after a clean stop)."""
         refuse_unsafe_fork()
+        # Before the first fork, so every worker's metrics write to it (see `metrics`).
+        self._metrics = SharedDirectory()
         self._install_signals()
         try:
             for slot in self.slots:
@@ -121,6 +128,7 @@ class Supervisor:
                 self._sleep()
         finally:
             self._restore_signals()
+            self._metrics.remove()
         log.info("all %d workers stopped", len(self.slots))
         return 0 if self._clean else 1
 
@@ -241,6 +249,8 @@ class Supervisor:
     def _worker_exited(self, slot: _Slot, status: int) -> None:
         pid, lived = slot.pid, time.monotonic() - slot.started
         slot.pid = None
+        if self._metrics is not None:
+            self._metrics.worker_exited(pid)  # type: ignore[arg-type]
         how = describe_status(status)
         if self._stopping:
             stopped_by_us = os.WIFSIGNALED(status) and os.WTERMSIG(status) in STOP_SIGNALS

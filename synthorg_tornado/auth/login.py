@@ -12,6 +12,7 @@ place too, so the limits hold across every process (see `lab_throttle`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -104,6 +105,10 @@ class LoginResult:
         }
 
 
+def _nothing() -> None:
+    return None
+
+
 class LoginService:
     def __init__(
         self,
@@ -122,7 +127,13 @@ class LoginService:
         self.audit = audit
         self.throttled = ThrottledAttempts(audit)
         self.failed_logins = 0
+        # Also told of each failure: the lab-wide metric of several processes (`metrics`).
+        self.on_failure: Callable[[], None] = _nothing
         self.setup_token: str | None = None
+
+    def _count_failure(self) -> None:
+        self.failed_logins += 1
+        self.on_failure()
 
     async def login(
         self, username: object, password: object, ip_address: str, user_agent: str
@@ -136,7 +147,7 @@ class LoginService:
             user, password_hash = found if found else (None, None)
             if not await self.hasher.verify(password, password_hash):
                 await attempt.failed()
-                self.failed_logins += 1
+                self._count_failure()
                 await self.audit.record(
                     "auth.login",
                     Actor(user.id if user else None, username[:64], ip_address),
@@ -146,7 +157,7 @@ class LoginService:
                 raise NotAuthenticated(INVALID_CREDENTIALS)
             await attempt.succeeded()
         if user.disabled:
-            self.failed_logins += 1
+            self._count_failure()
             await self.audit.record(
                 "auth.login",
                 Actor(user.id, user.username, ip_address),

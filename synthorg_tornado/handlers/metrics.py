@@ -29,7 +29,7 @@ class MetricsHandler(ApiHandler):
         self.require_scrape_access()
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
         self.set_header("Cache-Control", "no-store")
-        self.finish(self.services.metrics.render())
+        self.finish(await self.services.metrics.render())
 
     def require_scrape_access(self) -> None:
         if self.from_scrape_network() or self.has_scrape_token():
