@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import socket
 import ssl
 import uuid
 import warnings
@@ -25,7 +26,7 @@ from tornado.websocket import WebSocketClientConnection
 from tests.client import Client
 from tests.nginx import NginxServer
 from tests.realtime import connect, receive_until, request
-from tests.servers import USER_PASSWORD, Lab, ServerProcess, free_port, make_certificate, write_config
+from tests.servers import USER_PASSWORD, Lab, ServerProcess, make_certificate, write_config
 
 CLIENT_IP = "127.0.0.2"
 SPOOFED = {
@@ -271,14 +272,18 @@ def test_metrics_are_not_served_on_the_public_site(site: Deployment) -> None:
 def test_a_restarting_backend_shows_the_maintenance_page(
     tmp_path: Path, certificate: tuple[Path, Path]
 ) -> None:
-    # Nothing listens upstream, as during a restart: nginx answers 502 with the shipped page.
-    nginx = NginxServer(
-        tmp_path, upstream=f"127.0.0.1:{free_port()}", certificate=certificate[0], key=certificate[1]
-    ).start()
-    try:
-        reply = Client(nginx.https_url, context=trusting(certificate[0])).get("/sessions")
-    finally:
-        nginx.stop()
+    # Nothing listens upstream, as during a restart: nginx answers 502 with the shipped page. The
+    # port stays bound (never listening) for the whole test, so no other process can take it.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        upstream = f"127.0.0.1:{held.getsockname()[1]}"
+        nginx = NginxServer(
+            tmp_path, upstream=upstream, certificate=certificate[0], key=certificate[1]
+        ).start()
+        try:
+            reply = Client(nginx.https_url, context=trusting(certificate[0])).get("/sessions")
+        finally:
+            nginx.stop()
     assert reply.status == 502
     assert b"Back in a moment" in reply.body
     assert reply.headers.get_all("Strict-Transport-Security") == [HSTS]
