@@ -339,6 +339,17 @@ def http_request(
         return Response(error.code, error.headers, error.read())
 
 
+def cli(lab: Lab, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """The command line, as a sysadmin runs it, against a running lab's config.yaml."""
+    return subprocess.run(
+        [sys.executable, "-m", "synthorg_tornado", *args, "--config", str(lab.server.config_path)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 SETUP_LINE = re.compile(r"Open (\S+)/setup\?token=([A-Za-z0-9_-]+)")
 
 

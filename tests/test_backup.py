@@ -5,22 +5,11 @@ from __future__ import annotations
 
 import json
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.servers import Lab
+from tests.servers import Lab, cli
 
 BACKUP_NAME = "lab.backup"
-
-
-def cli(lab: Lab, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "synthorg_tornado", *args, "--config", str(lab.server.config_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def usernames(lab: Lab) -> set[str]:

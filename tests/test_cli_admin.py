@@ -7,20 +7,8 @@ Changes made by the command line reach the running server's caches through its c
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
-from tests.servers import USER_PASSWORD, Lab, wait_for
-
-
-def cli(lab: Lab, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "synthorg_tornado", *args, "--config", str(lab.server.config_path)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.servers import USER_PASSWORD, Lab, cli, wait_for
 
 
 def table(stdout: str) -> list[dict[str, str]]:

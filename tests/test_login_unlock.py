@@ -7,10 +7,7 @@ X-Forwarded-For, as nginx would report it. 198.18.0.0/24 plays the lab's NAT.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from tests.servers import USER_PASSWORD, Lab, wait_for
+from tests.servers import USER_PASSWORD, Lab, cli, wait_for
 
 NAT = "198.18.0.7"
 LAB_CONFIG = {
@@ -34,15 +31,6 @@ def lock(lab: Lab, ip: str, username: str) -> None:
         assert attempt(lab, ip, username, "wrong-password").status == 401
     locked = attempt(lab, ip, username, USER_PASSWORD)
     assert (locked.status, locked.code) == (429, 1004)
-
-
-def cli(lab: Lab, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "synthorg_tornado", *args, "--config", str(lab.server.config_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_behind_an_allowlisted_nat_the_typos_of_some_never_lock_out_the_others(lab: Lab) -> None:
