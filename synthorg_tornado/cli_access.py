@@ -17,8 +17,7 @@ from synthorg_tornado.cli_support import (
     CommandError,
     add_json_flag,
     leaf,
-    print_json,
-    print_table,
+    print_listing,
     short_time,
     with_services,
 )
@@ -81,21 +80,17 @@ def cmd_token_list(config: Config, args: argparse.Namespace) -> int:
     async def work(services: Services) -> int:
         user = await services.users.find_by_username(args.user)
         tokens = await services.api_tokens.list_all(user.id)
-        if args.json:
-            print_json(tokens)
-            return EXIT_OK
-        print_table(
+        print_listing(
+            args,
+            tokens,
             ("ID", "PREFIX", "NAME", "CREATED", "EXPIRES", "LAST USED"),
-            (
-                (
-                    token["id"],
-                    f"{token['prefix']}...",
-                    token["name"],
-                    short_time(token["created_at"]),
-                    short_time(token["expires_at"]) or "never",
-                    short_time(token["last_used_at"]) or "never",
-                )
-                for token in tokens
+            lambda token: (
+                token["id"],
+                f"{token['prefix']}...",
+                token["name"],
+                short_time(token["created_at"]),
+                short_time(token["expires_at"]) or "never",
+                short_time(token["last_used_at"]) or "never",
             ),
         )
         return EXIT_OK
@@ -118,21 +113,17 @@ def cmd_sessions_list(config: Config, args: argparse.Namespace) -> int:
     async def work(services: Services) -> int:
         user_id = (await services.users.find_by_username(args.user)).id if args.user else None
         sessions = await services.sessions.list(user_id, None)
-        if args.json:
-            print_json(sessions)
-            return EXIT_OK
-        print_table(
+        print_listing(
+            args,
+            sessions,
             ("SESSION", "USER", "IP", "CREATED", "LAST ACTIVE", "EXPIRES"),
-            (
-                (
-                    entry["session_id"][:SHORT_ID],
-                    entry["username"],
-                    entry["ip_address"],
-                    short_time(entry["created_at"]),
-                    short_time(entry["last_active_at"]),
-                    short_time(entry["expires_at"]),
-                )
-                for entry in sessions
+            lambda entry: (
+                entry["session_id"][:SHORT_ID],
+                entry["username"],
+                entry["ip_address"],
+                short_time(entry["created_at"]),
+                short_time(entry["last_active_at"]),
+                short_time(entry["expires_at"]),
             ),
         )
         return EXIT_OK

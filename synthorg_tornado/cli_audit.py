@@ -17,8 +17,7 @@ from synthorg_tornado.cli_support import (
     CommandError,
     add_json_flag,
     leaf,
-    print_json,
-    print_table,
+    print_listing,
     short_time,
     with_services,
 )
@@ -90,22 +89,18 @@ def cmd_audit_list(config: Config, args: argparse.Namespace) -> int:
             entries.extend(page)
             if cursor is None:
                 break
-        if args.json:
-            print_json(entries)
-            return EXIT_OK
-        print_table(
+        print_listing(
+            args,
+            entries,
             ("AT", "ACTOR", "ACTION", "TARGET", "IP", "OUTCOME", "DETAIL"),
-            (
-                (
-                    short_time(entry["at"]),
-                    entry["actor"],
-                    entry["action"],
-                    entry["target"],
-                    entry["ip_address"],
-                    entry["outcome"],
-                    " ".join(f"{key}={value}" for key, value in entry["detail"].items()),
-                )
-                for entry in entries
+            lambda entry: (
+                short_time(entry["at"]),
+                entry["actor"],
+                entry["action"],
+                entry["target"],
+                entry["ip_address"],
+                entry["outcome"],
+                " ".join(f"{key}={value}" for key, value in entry["detail"].items()),
             ),
         )
         return EXIT_OK

@@ -8,11 +8,10 @@ while no user exists, so a lost first-run link can be printed again. It reads fi
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from synthorg_tornado import runtime
-from synthorg_tornado.cli_support import EXIT_OK, leaf
+from synthorg_tornado.cli_support import EXIT_OK, leaf, print_json
 from synthorg_tornado.config import Config
 
 
@@ -30,7 +29,7 @@ def cmd_server_list(config: Config, args: argparse.Namespace) -> int:
         print(f"warning: cannot read {path}; run as the server's user", file=sys.stderr)
     entries = runtime.describe(found.servers)
     if args.json:
-        print(json.dumps(entries, indent=2))
+        print_json(entries)
         return EXIT_OK
     if not entries:
         folders = ", ".join(str(folder) for folder in runtime.runtime_dirs(config))

@@ -134,6 +134,19 @@ def print_json(items: Any) -> None:
     sys.stdout.write("\n")
 
 
+def print_listing(
+    args: argparse.Namespace,
+    items: Sequence[Any],
+    headers: Sequence[str],
+    row: Callable[[Any], Sequence[object]],
+) -> None:
+    """A list command's output: the items as JSON with `--json`, else a table of `row(item)`."""
+    if args.json:
+        print_json(items)
+    else:
+        print_table(headers, (row(item) for item in items))
+
+
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
     """Columns padded to their widest cell, headers first, no trailing blanks.
 

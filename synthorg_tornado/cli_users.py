@@ -14,8 +14,7 @@ from synthorg_tornado.cli_support import (
     EXIT_OK,
     add_json_flag,
     leaf,
-    print_json,
-    print_table,
+    print_listing,
     read_password,
     short_time,
     with_services,
@@ -85,21 +84,17 @@ def cmd_user_add(config: Config, args: argparse.Namespace) -> int:
 def cmd_user_list(config: Config, args: argparse.Namespace) -> int:
     async def work(services: Services) -> int:
         users = [user.public() for user in await services.users.list()]
-        if args.json:
-            print_json(users)
-            return EXIT_OK
-        print_table(
+        print_listing(
+            args,
+            users,
             ("ID", "USERNAME", "ROLE", "STATE", "LAST LOGIN", "DISPLAY NAME"),
-            (
-                (
-                    user["id"],
-                    user["username"],
-                    user["role"],
-                    "disabled" if user["disabled"] else "active",
-                    short_time(user["last_login_at"]) or "never",
-                    user["display_name"],
-                )
-                for user in users
+            lambda user: (
+                user["id"],
+                user["username"],
+                user["role"],
+                "disabled" if user["disabled"] else "active",
+                short_time(user["last_login_at"]) or "never",
+                user["display_name"],
             ),
         )
         return EXIT_OK
