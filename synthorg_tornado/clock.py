@@ -19,3 +19,8 @@ def isoformat(value: datetime | None) -> str | None:
     if value is None:
         return None
     return as_utc(value).isoformat().replace("+00:00", "Z")
+
+
+def parse_isoformat(text: str) -> datetime:
+    """The inverse of `isoformat`, for times that travel between processes as text."""
+    return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))

@@ -172,6 +172,17 @@ class WebSocketConfig:
 
 
 @dataclass(frozen=True)
+class RealtimeConfig:
+    event_retention_seconds: int = _key(
+        300,
+        "How long the lab's event log keeps each event: the furthest back a reconnecting socket "
+        "can resume, and a process can catch up after losing its listener connection.",
+        min=10,
+        max=86400,
+    )
+
+
+@dataclass(frozen=True)
 class SettingsConfig:
     require_if_match: bool = _key(True, "Writes must send If-Match.")
     values: Mapping[str, Any] = _key(None, "Overrides of setting defaults, `namespace.key: value`.")
@@ -208,6 +219,7 @@ SECTIONS: dict[str, type] = {
     "database": DatabaseConfig,
     "auth": AuthConfig,
     "websocket": WebSocketConfig,
+    "realtime": RealtimeConfig,
     "settings": SettingsConfig,
     "audit": AuditConfig,
     "logging": LoggingConfig,
@@ -224,6 +236,7 @@ class Config:
     database: DatabaseConfig
     auth: AuthConfig
     websocket: WebSocketConfig
+    realtime: RealtimeConfig
     settings: SettingsConfig
     audit: AuditConfig
     logging: LoggingConfig

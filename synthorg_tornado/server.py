@@ -120,7 +120,8 @@ class LabServer:
         self.add_periodic(self.services.cleanup, auth.cleanup_interval_seconds, "cleanup")
         self.add_periodic(self.flush, ACTIVITY_FLUSH_SECONDS, "activity flush")
         self.add_periodic(self._prune_limiter, 60, "login limiter pruning")
-        self.add_periodic(self.services.changes.poll, POLL_SECONDS, "change feed")
+        if self.services.changes is not None:
+            self.add_periodic(self.services.changes.poll, POLL_SECONDS, "change feed")
         self.http_server.add_sockets(sockets)
         for callback in self.periodic:
             callback.start()

@@ -7,6 +7,8 @@ layer, so the dependency arrows point one way (handlers -> services -> db).
 from __future__ import annotations
 
 import os
+import secrets
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,13 +28,15 @@ from synthorg_tornado.auth.sync import ChangeFeed
 from synthorg_tornado.auth.tickets import TicketService
 from synthorg_tornado.auth.tokens import SessionTokens, derive_key
 from synthorg_tornado.auth.users import UserService
-from synthorg_tornado.clock import utcnow
+from synthorg_tornado.clock import parse_isoformat, utcnow
 from synthorg_tornado.config import Config
 from synthorg_tornado.db.engine import Database
 from synthorg_tornado.db.models import Session
 from synthorg_tornado.metrics import MULTIPROCESS_ENV, Metrics, read_scrape_token
-from synthorg_tornado.realtime.bus import LocalBus
+from synthorg_tornado.realtime.bus import USER_UNLOCKED, Bus, LocalBus, Message
 from synthorg_tornado.realtime.hub import Hub
+from synthorg_tornado.realtime.pg_bus import PostgresBus
+from synthorg_tornado.realtime.presence import LabPresence
 from synthorg_tornado.settings.registry import SettingsRegistry
 from synthorg_tornado.settings.service import SettingsService
 
@@ -44,7 +48,7 @@ class Services:
     config: Config
     secret: bytes
     database: Database
-    bus: LocalBus
+    bus: Bus
     hasher: PasswordHasher
     audit: AuditLog
     users: UserService
@@ -59,14 +63,30 @@ class Services:
     settings: SettingsService
     tickets: TicketService
     hub: Hub
-    changes: ChangeFeed
+    presence: LabPresence
+    # SQLite only: what the command line changed, noticed by polling (PostgreSQL has the bus).
+    changes: ChangeFeed | None
     started_at: float = field(default_factory=time.monotonic)
 
     async def start(self) -> None:
         await self.hasher.prepare()
-        self.changes.watermark = utcnow()
+        if self.changes is not None:
+            self.changes.watermark = utcnow()
+        # The bus first: what commits from here on is applied from the log, what committed
+        # before is in what the caches load next.
+        await self.bus.start()
         await self.settings.load()
         await self.sessions.load_revoked()
+        await self.presence.start()
+
+    async def resync(self) -> None:
+        """After events this process missed were pruned from the log: re-read what they could
+        have changed. Revocations and settings are loaded again, and users are forgotten, so
+        each is read afresh at its next use."""
+        await self.settings.load()
+        await self.sessions.load_revoked()
+        self.users.forget_all()
+        self.api_tokens.forget_all()
 
     async def flush(self) -> None:
         """The writes held in memory: activity timestamps and the counts of throttled bursts."""
@@ -78,6 +98,7 @@ class Services:
         """The periodic pruning: expired sessions, spent tickets, audit entries past retention,
         login attempts past every throttling window."""
         await self.sessions.cleanup()
+        await self.bus.prune()
         if self.lab_throttle is not None:
             await self.lab_throttle.prune()
         retention_days = self.config.audit.retention_days
@@ -85,6 +106,10 @@ class Services:
             await self.audit.prune(utcnow() - timedelta(days=retention_days))
 
     async def close(self) -> None:
+        try:
+            await self.presence.stop()
+        finally:
+            await self.bus.stop()
         self.hasher.close()
         await self.database.dispose()
 
@@ -104,7 +129,13 @@ async def count_active_sessions(database: Database) -> int:
 def build_services(config: Config, secret: bytes, environ: Mapping[str, str] | None = None) -> Services:
     auth_config = config.auth
     database = Database(config.database)
-    bus = LocalBus()
+    node = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    retention = config.realtime.event_retention_seconds
+    bus: Bus = (
+        LocalBus(retention)
+        if config.database.is_sqlite
+        else PostgresBus(database, node, retention, config.websocket.outbound_queue_limit)
+    )
     hasher = PasswordHasher(auth_config.bcrypt_rounds, auth_config.password_min_length)
     audit_log = AuditLog(database)
     settings_service = SettingsService(
@@ -164,7 +195,13 @@ def build_services(config: Config, secret: bytes, environ: Mapping[str, str] | N
         lab_active_sessions=lambda: count_active_sessions(database),
     )
     login.on_failure = metrics_registry.failed_login
-    return Services(
+
+    def unlocked(message: Message) -> None:
+        limiter.unlock(message.payload["account"], parse_isoformat(message.payload["cleared_at"]))
+
+    bus.subscribe(USER_UNLOCKED, unlocked)
+    presence = LabPresence(bus, node)
+    built = Services(
         config=config,
         secret=secret,
         database=database,
@@ -181,11 +218,20 @@ def build_services(config: Config, secret: bytes, environ: Mapping[str, str] | N
         metrics=metrics_registry,
         settings=settings_service,
         tickets=TicketService(database, sessions, api_tokens, config.websocket.ticket_ttl_seconds),
+        presence=presence,
         hub=Hub(
             bus,
+            presence,
             max_subscriptions=lambda: settings_service.value("websocket", "max_subscriptions"),
             max_connections_per_user=config.websocket.max_connections_per_user,
             queue_limit=config.websocket.outbound_queue_limit,
         ),
-        changes=ChangeFeed(database, user_service, sessions, api_tokens, settings_service, bus, limiter),
+        changes=(
+            ChangeFeed(database, user_service, sessions, api_tokens, settings_service, bus, limiter)
+            if config.database.is_sqlite
+            else None
+        ),
     )
+    if isinstance(bus, PostgresBus):
+        bus.resync = built.resync
+    return built

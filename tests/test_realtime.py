@@ -137,7 +137,9 @@ async def test_lab_events_reach_subscribers_only_and_filters_apply(lab: Lab) -> 
     first = await receive(subscriber)
     second = await receive(subscriber)
     assert first["event_type"] == "run.started" and first["channel"] == "lab" and first["payload"]["gpu"] == 1
-    assert second["id"] == first["id"] + 1 and first["timestamp"].endswith("Z")
+    # Ids are positions in the lab's event log: increasing on a channel, with gaps where other
+    # messages (presence, other channels) came between.
+    assert second["id"] > first["id"] and first["timestamp"].endswith("Z")
     only = await receive(filtered)
     assert only["payload"] == {"kind": "run", "gpu": 2}
     assert await request(bystander, {"action": "ping"}) == {"action": "pong"}  # it received no event first

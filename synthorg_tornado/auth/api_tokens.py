@@ -23,7 +23,7 @@ from synthorg_tornado.clock import isoformat, utcnow
 from synthorg_tornado.db.engine import Database
 from synthorg_tornado.db.models import ApiToken, User
 from synthorg_tornado.errors import Conflict, InvalidValue, NotAuthenticated, NotFound
-from synthorg_tornado.realtime.bus import API_TOKEN_REVOKED, LocalBus
+from synthorg_tornado.realtime.bus import API_TOKEN_REVOKED, Bus, Message
 
 MAX_NAME = 128
 DEFAULT_PAGE = 50
@@ -60,7 +60,7 @@ class ApiTokenService:
         database: Database,
         users: UserService,
         audit: AuditLog,
-        bus: LocalBus,
+        bus: Bus,
         max_days: int,
         max_per_user: int,
     ) -> None:
@@ -72,6 +72,18 @@ class ApiTokenService:
         self.max_per_user = max_per_user
         self._by_hash: dict[str, CachedToken] = {}
         self._pending_use: dict[int, datetime] = {}
+        bus.subscribe(API_TOKEN_REVOKED, self._on_revoked)
+
+    def forget_all(self) -> None:
+        """Every token is read afresh at its next use (after a resync)."""
+        self._by_hash.clear()
+
+    def _on_revoked(self, message: Message) -> None:
+        """Any process's revocation: the cached token is refused from now on."""
+        token_id = int(message.payload["token_id"])
+        for cached in self._by_hash.values():
+            if cached.id == token_id:
+                cached.revoked = True
 
     async def create(
         self, user: UserRecord, name: object, expires_days: object, actor: Actor
@@ -166,12 +178,14 @@ class ApiTokenService:
                 self.forget_revoked(token_hash)  # revoked by someone else a moment ago
                 return
             self.audit.add(session, "token.revoke", actor, target=f"token:{token_id}")
+            announced = await self.bus.stage(
+                session, API_TOKEN_REVOKED, {"token_id": str(token_id), "user_id": str(revoked.user_id)}
+            )
             await session.commit()
-        token_hash, owner = revoked
-        cached = self._by_hash.get(token_hash)
+        cached = self._by_hash.get(revoked.token_hash)
         if cached is not None:
             cached.revoked = True
-        await self.bus.publish(API_TOKEN_REVOKED, {"token_id": str(token_id), "user_id": str(owner)})
+        await self.bus.deliver([announced])
 
     async def authenticate(self, token: str) -> tuple[UserRecord, CachedToken]:
         token_hash = digest(token)

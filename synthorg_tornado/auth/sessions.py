@@ -37,7 +37,7 @@ from synthorg_tornado.errors import (
     SessionRevoked,
     Unavailable,
 )
-from synthorg_tornado.realtime.bus import SESSION_REVOKED, LocalBus
+from synthorg_tornado.realtime.bus import SESSION_REVOKED, USER_CHANGED, Bus, Message
 
 log = logging.getLogger("synthorg.sessions")
 
@@ -60,7 +60,7 @@ class SessionService:
         tokens: SessionTokens,
         users: UserService,
         audit: AuditLog,
-        bus: LocalBus,
+        bus: Bus,
         policy: SessionPolicy,
     ) -> None:
         self.database = database
@@ -70,6 +70,8 @@ class SessionService:
         self.bus = bus
         self.policy = policy
         self.cache = SessionCache()
+        bus.subscribe(SESSION_REVOKED, self._on_revoked)
+        bus.subscribe(USER_CHANGED, self._on_user_changed)
 
     async def load_revoked(self) -> None:
         """At start-up: every unexpired revoked id, so a revoked token never needs the database."""
@@ -125,7 +127,7 @@ class SessionService:
                 .order_by(SessionRow.created_at.desc(), SessionRow.id.desc())
                 .limit(max(self.policy.max_per_user() - 1, 0))
             )
-            ended = await self._revoke_rows(
+            ended, announced = await self._revoke_rows(
                 session, (*live, SessionRow.id.not_in(kept)), now, "session_limit", actor
             )
             if audit is not None:
@@ -134,7 +136,7 @@ class SessionService:
         self.users.remember(record)
         cached = cached_session(row)
         self.cache.put(cached)
-        await self._after_revoke(ended, "session_limit")
+        await self._after_revoke(ended, announced)
         return self.tokens.issue(user.id, row.id, row.created_at, row.expires_at), cached
 
     def authenticate_cached(self, token: str) -> tuple[UserRecord, CachedSession] | None:
@@ -241,7 +243,7 @@ class SessionService:
         """
         try:
             async with self.database.session() as session:
-                ended = await self._revoke_rows(
+                ended, announced = await self._revoke_rows(
                     session, (SessionRow.id == session_id,), utcnow(), reason, actor
                 )
                 if ended:
@@ -259,7 +261,7 @@ class SessionService:
             log.error("could not revoke session: %s", type(exc).__name__)
             raise PersistenceFailure("The session could not be revoked; it is still active.") from None
         self.cache.revoke(session_id)
-        await self._after_revoke(ended, reason)
+        await self._after_revoke(ended, announced)
 
     async def revoke_all(self, user_id: int, reason: str, actor: Actor, keep: str | None = None) -> int:
         """Revoke every live session of a user, except `keep`; returns how many this call ended."""
@@ -269,21 +271,22 @@ class SessionService:
             conditions.append(SessionRow.id != keep)
         try:
             async with self.database.session() as session:
-                ended = await self._revoke_rows(session, conditions, now, reason, actor)
+                ended, announced = await self._revoke_rows(session, conditions, now, reason, actor)
                 await session.commit()
         except Unavailable:
             raise
         except Exception as exc:
             log.error("could not revoke sessions: %s", type(exc).__name__)
             raise PersistenceFailure("The sessions could not be revoked; they are still active.") from None
-        await self._after_revoke(ended, reason)
+        await self._after_revoke(ended, announced)
         return len(ended)
 
     async def _revoke_rows(
         self, session: AsyncSession, conditions: Sequence[Any], now: datetime, reason: str, actor: Actor
-    ) -> list[tuple[str, int]]:
-        """Revoke the live rows matching `conditions` in one statement, auditing each in the
-        caller's transaction; returns (session id, user id) of the rows this statement changed.
+    ) -> tuple[list[tuple[str, int]], list[Message]]:
+        """Revoke the live rows matching `conditions` in one statement, auditing and announcing
+        each in the caller's transaction; returns (session id, user id) of the rows this
+        statement changed, and the bus messages to deliver once it commits.
 
         `revoked_at IS NULL` is re-checked by the database on each row it updates, so a row that
         a concurrent transaction revoked first is not changed (nor audited) again.
@@ -304,16 +307,36 @@ class SessionService:
                 target=f"session:{session_id[:8]}",
                 detail={"reason": reason},
             )
-        return ended
+        announced = [
+            await self.bus.stage(
+                session,
+                SESSION_REVOKED,
+                {"session_id": session_id, "user_id": str(user_id), "reason": reason},
+            )
+            for session_id, user_id in ended
+        ]
+        return ended, announced
 
-    async def _after_revoke(self, ended: list[tuple[str, int]], reason: str) -> None:
+    async def _after_revoke(self, ended: list[tuple[str, int]], announced: list[Message]) -> None:
         """Once committed: this process's cache at once, other processes and sockets by the bus."""
         for session_id, _user_id in ended:
             self.cache.revoke(session_id)
-        for session_id, user_id in ended:
-            await self.bus.publish(
-                SESSION_REVOKED, {"session_id": session_id, "user_id": str(user_id), "reason": reason}
-            )
+        await self.bus.deliver(announced)
+
+    def _on_revoked(self, message: Message) -> None:
+        """Any process's revocation (this one's too: revoking twice changes nothing)."""
+        if message.payload.get("reason") != "expired":  # evicted already, by this process
+            self.cache.revoke(message.payload["session_id"])
+
+    def _on_user_changed(self, message: Message) -> None:
+        """A deleted user takes its sessions with it (ON DELETE CASCADE, so no revocation is
+        announced): forget them here, or they would keep working from the cache."""
+        if not message.payload.get("deleted"):
+            return
+        user_id = int(message.payload["user_id"])
+        for cached in list(self.cache.sessions.values()):
+            if cached.user_id == user_id:
+                self.cache.revoke(cached.session_id)
 
     async def flush_activity(self) -> None:
         """Write the debounced `last_active_at` values in one batch.
@@ -349,7 +372,10 @@ class SessionService:
                 delete(WsTicket).where((WsTicket.expires_at <= now) | WsTicket.used_at.is_not(None))
             )
             await session.commit()
+        # Each process ends its own sockets of expired sessions: nothing to tell the others.
         for session_id, user_id in self.cache.evict_expired(now):
-            await self.bus.publish(
-                SESSION_REVOKED, {"session_id": session_id, "user_id": str(user_id), "reason": "expired"}
+            await self.bus.apply(
+                Message(
+                    SESSION_REVOKED, {"session_id": session_id, "user_id": str(user_id), "reason": "expired"}
+                )
             )

@@ -1,4 +1,4 @@
-"""Noticing changes made outside this process: the command line, or other server processes.
+"""Noticing changes the command line made to a SQLite lab (PostgreSQL labs have the bus log).
 
 (Sessions, API tokens, users, login unlocks and settings; the feed lives with auth because
 sessions are its most urgent cargo.)
@@ -24,7 +24,7 @@ from synthorg_tornado.clock import utcnow
 from synthorg_tornado.db.engine import Database
 from synthorg_tornado.db.models import ApiToken, User
 from synthorg_tornado.db.models import Session as SessionRow
-from synthorg_tornado.realtime.bus import API_TOKEN_REVOKED, SESSION_REVOKED, USER_CHANGED, LocalBus
+from synthorg_tornado.realtime.bus import API_TOKEN_REVOKED, SESSION_REVOKED, USER_CHANGED, Bus
 from synthorg_tornado.settings.service import SettingsService
 
 log = logging.getLogger("synthorg.sync")
@@ -43,7 +43,7 @@ class ChangeFeed:
         sessions: SessionService,
         api_tokens: ApiTokenService,
         settings: SettingsService,
-        bus: LocalBus,
+        bus: Bus,
         limiter: LoginLimiter,
     ) -> None:
         self.database = database

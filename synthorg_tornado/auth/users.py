@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,50 +13,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from synthorg_tornado.auth import roles
 from synthorg_tornado.auth.audit import Actor, AuditLog
 from synthorg_tornado.auth.passwords import PasswordHasher
+from synthorg_tornado.auth.user_records import (
+    UserChange,
+    UserRecord,
+    change_event,
+    record_from_wire,
+    record_of,
+)
 from synthorg_tornado.clock import isoformat, utcnow
 from synthorg_tornado.db.engine import Database
 from synthorg_tornado.db.models import FirstAdmin, User
 from synthorg_tornado.errors import DuplicateRecord, InvalidValue, NotFound, PermissionDenied
-from synthorg_tornado.realtime.bus import USER_CHANGED, LocalBus
+from synthorg_tornado.realtime.bus import USER_CHANGED, USER_UNLOCKED, Bus, Message
 
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_DISPLAY_NAME = 128
-
-
-@dataclass(frozen=True)
-class UserRecord:
-    """An immutable snapshot of a user; replaced, never mutated, when the user changes."""
-
-    id: int
-    username: str
-    display_name: str
-    role: str
-    disabled: bool
-    created_at: datetime
-    last_login_at: datetime | None
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "id": str(self.id),
-            "username": self.username,
-            "display_name": self.display_name,
-            "role": self.role,
-            "disabled": self.disabled,
-            "created_at": isoformat(self.created_at),
-            "last_login_at": isoformat(self.last_login_at),
-        }
-
-
-def _record(row: User) -> UserRecord:
-    return UserRecord(
-        id=row.id,
-        username=row.username,
-        display_name=row.display_name,
-        role=row.role,
-        disabled=row.disabled,
-        created_at=row.created_at,
-        last_login_at=row.last_login_at,
-    )
 
 
 def validate_username(username: object) -> str:
@@ -78,30 +48,26 @@ def validate_display_name(display_name: object) -> str:
     return display_name.strip()
 
 
-@dataclass(frozen=True)
-class UserChange:
-    """What a user change did, so callers can react (revoke sessions, drop channels)."""
-
-    before: UserRecord
-    after: UserRecord
-    password_changed: bool
-
-    @property
-    def disabled_now(self) -> bool:
-        return self.after.disabled and not self.before.disabled
-
-    @property
-    def role_lowered(self) -> bool:
-        return roles.rank(self.after.role) < roles.rank(self.before.role)
-
-
 class UserService:
-    def __init__(self, database: Database, hasher: PasswordHasher, audit: AuditLog, bus: LocalBus) -> None:
+    def __init__(self, database: Database, hasher: PasswordHasher, audit: AuditLog, bus: Bus) -> None:
         self.database = database
         self.hasher = hasher
         self.audit = audit
         self.bus = bus
         self._directory: dict[int, UserRecord] = {}
+        bus.subscribe(USER_CHANGED, self._on_changed)
+
+    def _on_changed(self, message: Message) -> None:
+        """Any process's change of a user (this one's too: storing the same record again)."""
+        user_id = int(message.payload["user_id"])
+        if message.payload.get("deleted"):
+            self._directory.pop(user_id, None)
+        elif "user" in message.payload:
+            self._directory[user_id] = record_from_wire(message.payload["user"])
+
+    def forget_all(self) -> None:
+        """Every user is read afresh at its next use (after a resync)."""
+        self._directory.clear()
 
     def peek(self, user_id: int) -> UserRecord | None:
         """Memory only: the hot path's first try, with no coroutine to schedule."""
@@ -120,7 +86,7 @@ class UserService:
             rows = (await session.scalars(select(User).where(User.updated_at >= since))).all()
         changes = []
         for row in rows:
-            after = _record(row)
+            after = record_of(row)
             before = self._directory.get(row.id)
             if before != after:
                 self._directory[row.id] = after
@@ -147,7 +113,7 @@ class UserService:
         return gone
 
     async def publish_change(self, before: UserRecord, after: UserRecord) -> None:
-        await self.bus.publish(USER_CHANGED, _change_event(UserChange(before, after, password_changed=False)))
+        await self.bus.publish(USER_CHANGED, change_event(UserChange(before, after, password_changed=False)))
 
     async def count(self) -> int:
         async with self.database.session() as session:
@@ -161,7 +127,7 @@ class UserService:
             if missing_ok:
                 return None
             raise NotFound("No such user.")
-        record = _record(row)
+        record = record_of(row)
         self._directory[user_id] = record
         return record
 
@@ -171,7 +137,7 @@ class UserService:
             row = await session.scalar(select(User).where(User.username_key == username.lower()))
         if row is None:
             return None
-        record = _record(row)
+        record = record_of(row)
         self._directory[record.id] = record
         return record, row.password_hash
 
@@ -184,7 +150,7 @@ class UserService:
     async def list(self) -> list[UserRecord]:
         async with self.database.session() as session:
             rows = (await session.scalars(select(User).order_by(User.username_key))).all()
-        return [_record(row) for row in rows]
+        return [record_of(row) for row in rows]
 
     async def create(
         self, username: object, password: object, role: object, display_name: object = "", *, actor: Actor
@@ -211,7 +177,7 @@ class UserService:
         except IntegrityError:
             await self.audit.record("user.create", actor, target=name, outcome="conflict")
             raise DuplicateRecord(f"A user named {name!r} already exists.") from None
-        record = _record(row)
+        record = record_of(row)
         self._directory[record.id] = record
         return record
 
@@ -246,10 +212,10 @@ class UserService:
             )
             if row is None:
                 raise NotFound("No such user.")
-            before = _record(row)
+            before = record_of(row)
             for name, value in values.items():
                 setattr(row, name, value)
-            after = _record(row)
+            after = record_of(row)
             change = UserChange(before, after, password_changed="password" in changes)
             shown = {
                 name: getattr(after, name)
@@ -263,9 +229,10 @@ class UserService:
                 await session.rollback()
                 return change
             self.audit.add(session, "user.update", actor, target=after.username, detail=shown)
+            announced = await self.bus.stage(session, USER_CHANGED, change_event(change))
             await session.commit()
         self._directory[user_id] = after
-        await self.bus.publish(USER_CHANGED, _change_event(change))
+        await self.bus.deliver([announced])
         return change
 
     async def clear_lockouts(self, user_id: int, *, actor: Actor) -> tuple[UserRecord, datetime]:
@@ -286,10 +253,14 @@ class UserService:
             )
             if row is None:
                 raise NotFound("No such user.")
-            record = _record(row)
+            record = record_of(row)
             self.audit.add(session, "user.unlock", actor, target=record.username)
+            announced = await self.bus.stage(
+                session, USER_UNLOCKED, {"account": row.username_key, "cleared_at": isoformat(now)}
+            )
             await session.commit()
         self._directory[user_id] = record
+        await self.bus.deliver([announced])
         return record, now
 
     async def verify_password(self, user_id: int, password: object) -> bool:
@@ -303,11 +274,14 @@ class UserService:
             row = await session.scalar(delete(User).where(User.id == user_id).returning(User))
             if row is None:
                 raise NotFound("No such user.")
-            record = _record(row)
+            record = record_of(row)
             self.audit.add(session, "user.delete", actor, target=record.username)
+            announced = await self.bus.stage(
+                session, USER_CHANGED, {"user_id": str(user_id), "deleted": True}
+            )
             await session.commit()
         self._directory.pop(user_id, None)
-        await self.bus.publish(USER_CHANGED, {"user_id": str(user_id), "deleted": True})
+        await self.bus.deliver([announced])
         return record
 
     async def mark_login(self, db_session: AsyncSession, user_id: int, at: datetime) -> UserRecord | None:
@@ -324,7 +298,7 @@ class UserService:
             .returning(User)
             .execution_options(populate_existing=True)
         )
-        return None if row is None else _record(row)
+        return None if row is None else record_of(row)
 
     def remember(self, record: UserRecord) -> None:
         """A record read in a transaction that has now committed."""
@@ -364,7 +338,7 @@ class UserService:
                 await session.commit()
         except IntegrityError:
             raise PermissionDenied("Setup is already complete.") from None
-        record = _record(row)
+        record = record_of(row)
         self._directory[record.id] = record
         return record
 
@@ -383,13 +357,3 @@ class UserService:
             )
             await session.commit()
         return bool(result.rowcount)
-
-
-def _change_event(change: UserChange) -> dict[str, Any]:
-    return {
-        "user_id": str(change.after.id),
-        "role": change.after.role,
-        "disabled": change.after.disabled,
-        "role_lowered": change.role_lowered,
-        "deleted": False,
-    }

@@ -183,3 +183,19 @@ class LoginAttempt(Base):
     account: Mapped[str] = mapped_column(String(64), nullable=False)
     at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     outcome: Mapped[str] = mapped_column(String(16), nullable=False)
+
+
+class BusEvent(Base):
+    """One message of the lab's ordered event log (see `realtime.pg_bus`); SQLite has the table
+    but keeps its log in memory."""
+
+    __tablename__ = "bus_events"
+    __table_args__ = (Index("ix_bus_events_created_at", "created_at"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    topic: Mapped[str] = mapped_column(String(64), nullable=False)
+    payload: Mapped[str] = mapped_column(Text, nullable=False)
+    origin: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

@@ -1,150 +1,101 @@
 """The hub: channels, fan-out, presence, and the lifecycle rules for live connections.
 
-Every delivery goes through `publish()`, which is also what the bus listeners call, so a later
-bus that carries events between processes only has to call `publish()` on each process. The hub
-knows connections only through the small `Transport` protocol, never Tornado's web layer.
+Every event a socket receives comes from a bus message, applied in the order of the lab's log by
+`_deliver()`: events published on this process and on any other, setting changes, presence. So an
+event's `id` is its position in that log, which increases on every channel however many processes
+publish, and a client that reconnects can ask for what it missed (`since`). The hub knows
+connections only through the small `Transport` protocol, never Tornado's web layer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
-from datetime import datetime
-from itertools import count
-from typing import Any, Protocol
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 from synthorg_tornado import strict_json
 from synthorg_tornado.auth.users import UserRecord
-from synthorg_tornado.clock import isoformat, utcnow
+from synthorg_tornado.clock import isoformat
 from synthorg_tornado.errors import LabError
-from synthorg_tornado.realtime import channels
+from synthorg_tornado.realtime import channels, protocol
 from synthorg_tornado.realtime.bus import (
     API_TOKEN_REVOKED,
+    EVENT_PUBLISHED,
     SESSION_REVOKED,
     SETTING_UPDATED,
     USER_CHANGED,
-    LocalBus,
+    Bus,
+    Message,
 )
+from synthorg_tornado.realtime.connection import (
+    CLOSE_GOING_AWAY,
+    CLOSE_REVOKED,
+    CLOSE_TOO_MANY,
+    Connection,
+    Transport,
+)
+from synthorg_tornado.realtime.presence import LabPresence
 
 log = logging.getLogger("synthorg.hub")
 
-CLOSE_GOING_AWAY = 1001
-CLOSE_REVOKED = 4001
-CLOSE_TOO_MANY = 4008
-CLOSE_TOO_SLOW = 4009
-MAX_FILTER_KEYS = 10
-MAX_FILTER_VALUE = 256
+__all__ = ["CLOSE_GOING_AWAY", "CLOSE_REVOKED", "Connection", "Hub", "Transport"]
 
 
-class Transport(Protocol):
-    """What the hub needs from a socket: send text (returning a flush future) and close."""
-
-    def write_text(self, text: str) -> Awaitable[None] | None: ...
-
-    def close_with(self, code: int, reason: str) -> None: ...
-
-
-@dataclass(eq=False)
-class Connection:
-    transport: Transport
-    user: UserRecord
-    session_id: str | None
-    api_token_id: int | None
-    queue_limit: int
-    channels: set[str] = field(default_factory=set)
-    filters: dict[str, dict[str, Any]] = field(default_factory=dict)
-    pending: int = 0
-    closed: bool = False
-
-    @property
-    def own_channel(self) -> str:
-        return channels.user_channel(self.user.id)
-
-    def send(self, message: dict[str, Any] | str) -> None:
-        """Queue one message. A client that lets `queue_limit` messages pile up is dropped."""
-        if self.closed:
-            return
-        if self.pending >= self.queue_limit:
-            self.close(CLOSE_TOO_SLOW, "too slow: outbound queue full")
-            return
-        text = message if isinstance(message, str) else json.dumps(message, separators=(",", ":"))
-        try:
-            flushed = self.transport.write_text(text)
-        except Exception:
-            self.close(CLOSE_GOING_AWAY, "write failed")
-            return
-        if flushed is not None:
-            self.pending += 1
-            flushed.add_done_callback(self._flushed)  # type: ignore[attr-defined]
-
-    def _flushed(self, future: Any) -> None:
-        self.pending -= 1
-        if not future.cancelled():
-            future.exception()  # consume, so a closed socket does not log "never retrieved"
-
-    def close(self, code: int, reason: str) -> None:
-        if not self.closed:
-            self.closed = True
-            self.transport.close_with(code, reason)
-
-    def accepts(self, channel: str, payload: Any) -> bool:
-        wanted = self.filters.get(channel)
-        if not wanted:
-            return True
-        if not isinstance(payload, dict):
-            return False
-        return all(payload.get(key) == value for key, value in wanted.items())
-
-
-@dataclass
-class Presence:
-    user: UserRecord
-    connections: int
-    since: datetime
+def channel_events(message: Message) -> list[tuple[str, str, Any]]:
+    """The (channel, event type, payload) a replayable bus message becomes."""
+    body = message.payload
+    if message.topic == EVENT_PUBLISHED:
+        return [(body["channel"], body["event_type"], body["payload"])]
+    if message.topic == SETTING_UPDATED:
+        event = body["event"]
+        derived = [(channels.SETTINGS, "setting.updated", event)]
+        if (event.get("namespace"), event.get("key")) == ("budget", "monthly_limit"):
+            derived.append((channels.BUDGET, "budget.updated", {"monthly_limit": event.get("value")}))
+        return derived
+    return []
 
 
 class Hub:
     def __init__(
         self,
-        bus: LocalBus,
+        bus: Bus,
+        presence: LabPresence,
         max_subscriptions: Callable[[], int],
         max_connections_per_user: int,
         queue_limit: int,
     ) -> None:
         self.bus = bus
+        self.presence = presence
         self.max_subscriptions = max_subscriptions
         self.max_connections_per_user = max_connections_per_user
         self.queue_limit = queue_limit
         self.connections: set[Connection] = set()
         self.subscribers: dict[str, set[Connection]] = defaultdict(set)
-        self.presence: dict[int, Presence] = {}
-        self._event_ids: dict[str, count] = defaultdict(lambda: count(1))
+        self._resumes: set[asyncio.Task[None]] = set()
+        presence.emit = self._on_presence
         bus.subscribe(SESSION_REVOKED, self._on_session_revoked)
         bus.subscribe(API_TOKEN_REVOKED, self._on_token_revoked)
         bus.subscribe(USER_CHANGED, self._on_user_changed)
-        bus.subscribe(SETTING_UPDATED, self._on_setting_updated)
+        bus.subscribe(SETTING_UPDATED, self._on_replayable)
+        bus.subscribe(EVENT_PUBLISHED, self._on_replayable)
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def connect(
         self, transport: Transport, user: UserRecord, session_id: str | None, api_token_id: int | None
     ) -> Connection | None:
-        """Register a socket, or close it with 4008 when the user already has too many."""
+        """Register a socket, or close it with 4008 when the user already has too many here."""
         connection = Connection(transport, user, session_id, api_token_id, self.queue_limit)
-        existing = self.presence.get(user.id)
-        if existing is not None and existing.connections >= self.max_connections_per_user:
+        if self.presence.local_count(user.id) >= self.max_connections_per_user:
             connection.close(CLOSE_TOO_MANY, "too many connections")
             return None
         self.connections.add(connection)
         self._subscribe(connection, connection.own_channel)
-        if existing is None:
-            self.presence[user.id] = Presence(user, 1, utcnow())
-            self.publish(channels.PRESENCE, "presence.online", self._presence_payload(user))
-        else:
-            existing.connections += 1
+        self.presence.opened(user)
         return connection
 
     def disconnect(self, connection: Connection) -> None:
@@ -154,12 +105,7 @@ class Hub:
         self.connections.discard(connection)
         for channel in list(connection.channels):
             self._unsubscribe(connection, channel)
-        entry = self.presence.get(connection.user.id)
-        if entry is not None:
-            entry.connections -= 1
-            if entry.connections <= 0:
-                del self.presence[connection.user.id]
-                self.publish(channels.PRESENCE, "presence.offline", self._presence_payload(connection.user))
+        self.presence.closed(connection.user.id)
 
     def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
         for connection in list(self.connections):
@@ -191,19 +137,29 @@ class Hub:
         return self._error(connection, "unknown_action", f"Unknown action {str(action)[:64]!r}.")
 
     def _handle_subscribe(self, connection: Connection, message: dict[str, Any]) -> None:
-        requested = _channel_list(message.get("channels"))
+        requested = protocol.channel_list(message.get("channels"))
         if requested is None:
             return self._error(
                 connection, "invalid_channels", "channels must be a non-empty list of strings."
             )
         filters = message.get("filters")
-        if filters is not None and not _valid_filters(filters):
+        if filters is not None and not protocol.valid_filters(filters):
             return self._error(
                 connection,
                 "invalid_filters",
-                f"filters must be an object of at most {MAX_FILTER_KEYS} keys with scalar values "
-                f"(strings up to {MAX_FILTER_VALUE} characters).",
+                f"filters must be an object of at most {protocol.MAX_FILTER_KEYS} keys with scalar "
+                f"values (strings up to {protocol.MAX_FILTER_VALUE} characters).",
             )
+        since = None
+        if message.get("since") is not None:
+            since = protocol.since_positions(message["since"], requested)
+            if since is None:
+                return self._error(
+                    connection,
+                    "invalid_since",
+                    "since must map channels of this subscribe to the last event id seen "
+                    "(a non-negative integer).",
+                )
         user = connection.user
         granted = [c for c in requested if channels.can_subscribe(user.role, user.id, c)]
         denied = sorted({c for c in requested if c not in granted})
@@ -221,10 +177,35 @@ class Hub:
                     connection.filters[channel] = dict(filters)
                 else:
                     connection.filters.pop(channel, None)
-        connection.send({"action": "subscribed", "channels": sorted(connection.channels), "denied": denied})
+        reply = {"action": "subscribed", "channels": sorted(connection.channels), "denied": denied}
+        resumed = {c: p for c, p in (since or {}).items() if c in granted}
+        if since is None:
+            return connection.send(reply)
+        # Live events wait until the missed ones are out; the log read is not on this loop turn.
+        connection.hold()
+        task = asyncio.create_task(self._resume(connection, reply, resumed))
+        self._resumes.add(task)
+        task.add_done_callback(self._resumes.discard)
+
+    async def _resume(self, connection: Connection, reply: dict[str, Any], since: dict[str, int]) -> None:
+        """Reply with `recovered`, then the retained events after each position, then the held."""
+        try:
+            replay = await self.bus.replay(min(since.values(), default=self.bus.last_applied))
+        except Exception:
+            log.warning("could not read the event log to resume a subscription")
+            connection.write(json.dumps({**reply, "recovered": False}, separators=(",", ":")))
+            connection.release()
+            return
+        connection.write(json.dumps({**reply, "recovered": replay.recovered}, separators=(",", ":")))
+        for message in replay.messages:
+            for channel, event_type, payload in channel_events(message):
+                after = since.get(channel)
+                if after is not None and message.id > after and connection.accepts(channel, payload):
+                    connection.write(_event_text(channel, event_type, payload, message))
+        connection.release()
 
     def _handle_unsubscribe(self, connection: Connection, message: dict[str, Any]) -> None:
-        requested = _channel_list(message.get("channels"))
+        requested = protocol.channel_list(message.get("channels"))
         if requested is None:
             return self._error(
                 connection, "invalid_channels", "channels must be a non-empty list of strings."
@@ -239,19 +220,19 @@ class Hub:
 
     # -- delivery ----------------------------------------------------------------------
 
-    def publish(self, channel: str, event_type: str, payload: Any) -> int:
+    async def publish(self, channel: str, event_type: str, payload: Any) -> int:
+        """`POST /api/v1/events`: into the lab's log; returns the sockets of this process it reached."""
+        message = await self.bus.publish(
+            EVENT_PUBLISHED, {"channel": channel, "event_type": event_type, "payload": payload}
+        )
+        return message.delivered
+
+    def _deliver(self, channel: str, event_type: str, payload: Any, message: Message) -> int:
         """Deliver one event to every subscriber of `channel` whose filters accept it."""
-        event = {
-            "event_type": event_type,
-            "channel": channel,
-            "timestamp": isoformat(utcnow()),
-            "payload": payload,
-            "id": next(self._event_ids[channel]),
-        }
         subscribers = self.subscribers.get(channel)
         if not subscribers:
             return 0
-        text = json.dumps(event, separators=(",", ":"))  # serialised once for every receiver
+        text = _event_text(channel, event_type, payload, message)  # serialised once for all
         delivered = 0
         for connection in list(subscribers):
             if connection.accepts(channel, payload):
@@ -260,17 +241,7 @@ class Hub:
         return delivered
 
     def online(self) -> list[dict[str, Any]]:
-        return [
-            {
-                **self._presence_payload(entry.user),
-                "connections": entry.connections,
-                "since": isoformat(entry.since),
-            }
-            for entry in sorted(self.presence.values(), key=lambda e: e.user.username.lower())
-        ]
-
-    def _presence_payload(self, user: UserRecord) -> dict[str, Any]:
-        return {"user_id": str(user.id), "username": user.username, "display_name": user.display_name}
+        return self.presence.online()
 
     def _subscribe(self, connection: Connection, channel: str) -> None:
         connection.channels.add(channel)
@@ -287,18 +258,27 @@ class Hub:
 
     # -- reacting to the rest of the system ----------------------------------------------
 
-    def _on_session_revoked(self, _topic: str, event: dict[str, Any]) -> None:
+    def _on_replayable(self, message: Message) -> None:
+        for channel, event_type, payload in channel_events(message):
+            message.delivered += self._deliver(channel, event_type, payload, message)
+
+    def _on_presence(self, event_type: str, user: dict[str, Any], message: Message) -> None:
+        self._deliver(channels.PRESENCE, event_type, user, message)
+
+    def _on_session_revoked(self, message: Message) -> None:
+        session_id = message.payload["session_id"]
         for connection in list(self.connections):
-            if connection.session_id == event["session_id"]:
+            if connection.session_id == session_id:
                 connection.close(CLOSE_REVOKED, "session revoked")
 
-    def _on_token_revoked(self, _topic: str, event: dict[str, Any]) -> None:
-        token_id = int(event["token_id"])
+    def _on_token_revoked(self, message: Message) -> None:
+        token_id = int(message.payload["token_id"])
         for connection in list(self.connections):
             if connection.api_token_id == token_id:
                 connection.close(CLOSE_REVOKED, "token revoked")
 
-    def _on_user_changed(self, _topic: str, event: dict[str, Any]) -> None:
+    def _on_user_changed(self, message: Message) -> None:
+        event = message.payload
         user_id = int(event["user_id"])
         mine = [c for c in self.connections if c.user.id == user_id]
         if event.get("deleted") or event.get("disabled"):
@@ -306,7 +286,7 @@ class Hub:
                 connection.close(CLOSE_REVOKED, "account disabled")
             return
         for connection in mine:
-            connection.user = _with_role(connection.user, event["role"])
+            connection.user = replace(connection.user, role=event["role"])
             lost = [
                 c for c in connection.channels if not channels.can_subscribe(connection.user.role, user_id, c)
             ]
@@ -321,32 +301,13 @@ class Hub:
                     }
                 )
 
-    def _on_setting_updated(self, _topic: str, event: dict[str, Any]) -> None:
-        self.publish(channels.SETTINGS, "setting.updated", event)
-        if (event.get("namespace"), event.get("key")) == ("budget", "monthly_limit"):
-            self.publish(channels.BUDGET, "budget.updated", {"monthly_limit": event.get("value")})
 
-
-def _with_role(user: UserRecord, role: str) -> UserRecord:
-    return replace(user, role=role)
-
-
-def _channel_list(value: Any) -> list[str] | None:
-    if not isinstance(value, list) or not value or len(value) > 256:
-        return None
-    if not all(isinstance(item, str) and 0 < len(item) <= 128 for item in value):
-        return None
-    return list(dict.fromkeys(value))
-
-
-def _valid_filters(filters: Any) -> bool:
-    if not isinstance(filters, dict) or len(filters) > MAX_FILTER_KEYS:
-        return False
-    for key, value in filters.items():
-        if not isinstance(key, str) or len(key) > MAX_FILTER_VALUE:
-            return False
-        if not isinstance(value, str | int | float | bool):
-            return False
-        if isinstance(value, str) and len(value) > MAX_FILTER_VALUE:
-            return False
-    return True
+def _event_text(channel: str, event_type: str, payload: Any, message: Message) -> str:
+    event = {
+        "event_type": event_type,
+        "channel": channel,
+        "timestamp": isoformat(message.created_at),
+        "payload": payload,
+        "id": message.id,
+    }
+    return json.dumps(event, separators=(",", ":"))

@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from synthorg_tornado.auth.audit import Actor, AuditLog
-from synthorg_tornado.clock import isoformat, utcnow
+from synthorg_tornado.clock import isoformat, parse_isoformat, utcnow
 from synthorg_tornado.config import Config, ConfigError
 from synthorg_tornado.db.engine import Database
 from synthorg_tornado.db.models import Setting
@@ -37,7 +37,7 @@ from synthorg_tornado.errors import (
     VersionConflict,
 )
 from synthorg_tornado.preconditions import Precondition
-from synthorg_tornado.realtime.bus import SETTING_UPDATED, LocalBus
+from synthorg_tornado.realtime.bus import SETTING_UPDATED, Bus, Message
 from synthorg_tornado.settings.registry import SettingDefinition, SettingsRegistry
 
 log = logging.getLogger("synthorg.settings")
@@ -104,7 +104,7 @@ class SettingsService:
         config: Config,
         environ: Mapping[str, str],
         audit: AuditLog,
-        bus: LocalBus,
+        bus: Bus,
         etag_key: bytes,
     ) -> None:
         self.database = database
@@ -116,6 +116,7 @@ class SettingsService:
         if problems:
             raise ConfigError(problems)
         self._rows: dict[str, StoredRow] = {}
+        bus.subscribe(SETTING_UPDATED, self._on_updated)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -248,6 +249,7 @@ class SettingsService:
                     target=definition.name,
                     detail={"version": version, "value": definition.shown(entry.value)},
                 )
+                announced = await self.bus.stage(session, SETTING_UPDATED, self._announcement(entry))
                 await session.commit()
         if version is None:
             current = await self.get(definition.namespace, definition.key)
@@ -256,7 +258,7 @@ class SettingsService:
                 f"{definition.name} changed since you read it.", extra={"current": current.public()}
             )
         self._rows[definition.name] = entry.row
-        await self.publish(entry)
+        await self.bus.deliver([announced])
         return entry
 
     def _swap(
@@ -294,13 +296,44 @@ class SettingsService:
         ).returning(table.c.version)
 
     async def publish(self, entry: SettingEntry) -> None:
+        """A change this process noticed in the database (the command line's, on SQLite)."""
+        await self.bus.publish(SETTING_UPDATED, self._announcement(entry))
+
+    def _announcement(self, entry: SettingEntry) -> dict[str, Any]:
+        """`event` is what subscribers see (sensitive values masked); `row` is what other
+        processes store, so they serve the new value without reading it back."""
         public = entry.public()
-        await self.bus.publish(
-            SETTING_UPDATED,
-            {
+        row = entry.row
+        return {
+            "event": {
                 key: public[key]
                 for key in ("namespace", "key", "value", "source", "version", "etag", "updated_by")
             },
+            "row": {
+                "value": row.value,
+                "is_set": row.is_set,
+                "version": row.version,
+                "updated_at": isoformat(row.updated_at),
+                "updated_by": row.updated_by,
+            },
+        }
+
+    def _on_updated(self, message: Message) -> None:
+        """Any process's write (this one's too). A newer version read meanwhile is kept."""
+        event, wire = message.payload["event"], message.payload["row"]
+        definition = self.registry.get(event["namespace"], event["key"])
+        if definition is None:
+            return
+        known = self._rows.get(definition.name, NEVER_WRITTEN)
+        if wire["version"] < known.version:
+            return
+        updated_at = wire["updated_at"]
+        self._rows[definition.name] = StoredRow(
+            wire["value"],
+            wire["is_set"],
+            wire["version"],
+            parse_isoformat(updated_at) if updated_at else None,
+            wire["updated_by"],
         )
 
     async def _audit_rejection(self, definition: SettingDefinition, actor: Actor, outcome: str) -> None:
