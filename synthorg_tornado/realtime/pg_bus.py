@@ -153,6 +153,11 @@ class PostgresBus(Bus):
                     rows = (
                         await connection.execute(_READ, {"after": self.last_applied, "limit": READ_BATCH})
                     ).all()
+                    if rows and rows[0].id > self.last_applied + 1:
+                        # A hole: a rolled-back id, or rows pruned before this process read them.
+                        oldest = (await connection.execute(_OLDEST)).scalar()
+                        if oldest is not None and oldest > self.last_applied + 1:
+                            await self._resync(rows[0].id - 1)
                 for row in rows:
                     message = self._own.pop(row.id, None) or _message(row)
                     await self._apply_next(message)
@@ -164,7 +169,7 @@ class PostgresBus(Bus):
             del self._own[stale]
         return applied
 
-    async def _apply_next(self, message: Message) -> None:
+    async def _apply_next(self, message: Message) -> None:  # with _apply_lock held
         self.last_applied = message.id
         await self.apply(message)
 
@@ -273,25 +278,24 @@ class PostgresBus(Bus):
             await connection.execute("SELECT 1")
 
     async def _recover(self, outage_seconds: float) -> None:
-        """After an outage: catch up from `last_applied`, or resync if the gap was pruned."""
-        async with self.database.connection() as connection:
-            oldest = (await connection.execute(_OLDEST)).scalar()
-            newest = int((await connection.execute(_NEWEST)).scalar_one())
-        if oldest is not None and oldest > self.last_applied + 1 and self.resync is not None:
-            async with self._apply_lock:
-                self.last_applied = newest
-                self._own.clear()
-                await self.resync()
-            log.warning(
-                "bus listener reconnected after %.1f s; the missed events were pruned already, so "
-                "revocations, users and settings were re-read from the database",
-                outage_seconds,
-            )
+        """After an outage: catch up from `last_applied` (resyncing if the gap was pruned)."""
         applied = await self.catch_up()
         log.info(
             "bus listener reconnected after %.1f s; applied %d events missed during the outage",
             outage_seconds,
             applied,
+        )
+
+    async def _resync(self, through: int) -> None:
+        """Messages after `last_applied` were pruned unread: re-read what they could have changed."""
+        missed = through - self.last_applied
+        self.last_applied = through
+        if self.resync is not None:
+            await self.resync()
+        log.warning(
+            "up to %d events were pruned from the log before this process read them; revocations, "
+            "users and settings were re-read from the database",
+            missed,
         )
 
 

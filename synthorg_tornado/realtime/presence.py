@@ -191,6 +191,8 @@ class LabPresence:
         await self._send({"hello": True, "full": True, "users": self._snapshot(self.local)})
 
     async def stop(self) -> None:
+        if not self._tasks:
+            return  # never started (the command line): nothing to say goodbye to
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
