@@ -86,7 +86,7 @@ def render_site(
     certificate: Path,
     key: Path,
     webroot: Path,
-    upstream: str,
+    upstream: str | list[str],
     maintenance_root: Path,
     base_url: str = "/",
     ipv6: bool = True,
@@ -111,7 +111,9 @@ def render_site(
     text = _replace(text, SHIPPED_KEY, str(key))
     text = _replace(text, SHIPPED_WEBROOT, str(webroot))
     text = _replace(text, SHIPPED_MAINTENANCE_ROOT, f"root {maintenance_root};")
-    text = _replace(text, SHIPPED_UPSTREAM, f"server {upstream};")
+    # Several backends: one `server` line each, as the shipped file's comment tells a sysadmin.
+    backends = [upstream] if isinstance(upstream, str) else upstream
+    text = _replace(text, SHIPPED_UPSTREAM, "\n    ".join(f"server {backend};" for backend in backends))
     if base_url != "/":
         text = _replace(text, SHIPPED_PROXY_LOCATION, SHIPPED_PROXY_LOCATION.replace("/", base_url, 1))
         text = _replace(text, SHIPPED_WS_LOCATION, f"location {base_url}api/v1/ws {{")
@@ -124,7 +126,7 @@ class NginxServer:
     def __init__(
         self,
         root: Path,
-        upstream: str,
+        upstream: str | list[str],
         certificate: Path,
         key: Path,
         base_url: str = "/",
