@@ -98,7 +98,9 @@ class PostgresCluster:
         bin_dir = self.bin_dir()
         options = (
             f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
+            # Statement counts, for the tests that count what a request costs in round trips.
+            "-c shared_preload_libraries=pg_stat_statements"
         )
         self._run(
             str(bin_dir / "pg_ctl"),

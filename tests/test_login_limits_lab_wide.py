@@ -188,3 +188,30 @@ def test_a_burst_on_one_account_behind_an_allowlisted_address_checks_at_most_the
     statuses = Counter(reply.status for reply in replies)
     assert statuses[401] <= LOCKOUT, statuses
     assert all(reply.code == 1004 for reply in replies if reply.status == 429)
+
+
+def test_a_successful_login_pays_no_round_trip_for_the_lab_wide_count(lab2: TwoProcesses) -> None:
+    """The admission also reads the account (the read every login makes), and the verdict is
+    written by the statement that starts the session: no statement of its own for either."""
+    lab2.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    user = lab2.a.create_user()
+    lab2.sql("SELECT pg_stat_statements_reset()")
+    assert lab2.attempt("A", "203.0.113.90", user["username"], USER_PASSWORD).status == 200
+    statements = lab2.sql(
+        "SELECT s.query, s.calls FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
+        " WHERE d.datname = current_database()"
+    )
+    pruning = "DELETE FROM login_attempts WHERE at <"  # the cleanup job, on its own clock
+    throttle = [
+        (query, calls)
+        for query, calls in statements
+        if ("login_attempts" in query or "synthorg_login_admit" in query) and not query.startswith(pruning)
+    ]
+    assert len(throttle) == 2, throttle
+    admission = next(q for q, _ in throttle if "synthorg_login_admit" in q)
+    assert "LEFT JOIN users" in admission
+    session_start = next(q for q, _ in throttle if q is not admission)
+    assert "UPDATE users SET last_login_at" in session_start
+    assert all(calls == 1 for _, calls in throttle)
+    separate_reads = [q for q, _ in statements if "WHERE users.username_key" in q]
+    assert separate_reads == [], separate_reads

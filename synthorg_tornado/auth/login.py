@@ -12,10 +12,12 @@ place too, so the limits hold across every process (see `lab_throttle`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+
+from sqlalchemy import CTE
 
 from synthorg_tornado.auth.audit import Actor, AuditEvent, AuditLog
 from synthorg_tornado.auth.lab_throttle import LabAttempt, LabThrottle
@@ -75,6 +77,27 @@ class Admission:
             await self._lab.succeeded()
         finally:
             self._local.release()
+
+    def succeed_with_session(self) -> list[CTE]:
+        """The success, written by the statement that starts the session (see LabAttempt)."""
+        if self._lab is None:
+            self._local.succeeded()
+            return []
+        self._local.release()
+        return self._lab.succeed_with_session()
+
+    async def session_failed(self) -> None:
+        if self._lab is not None:
+            await self._lab.settle_if_pending()
+
+    def session_started(self) -> None:
+        if self._lab is not None:
+            self._lab.session_started()
+
+    @property
+    def found(self) -> tuple[UserRecord, str | None] | bool | None:
+        """The account and its hash read with the lab-wide admission; False if none was read."""
+        return False if self._lab is None else self._lab.found
 
     async def __aenter__(self) -> Admission:
         return self
@@ -143,7 +166,11 @@ class LoginService:
         account = username.strip().lower()
         actor = Actor(None, username[:64], ip_address)
         async with await self._admit("auth.login", account, actor, target=username[:64]) as attempt:
-            found = await self.users.find_for_login(account) if account else None
+            found = attempt.found
+            if found is False:
+                found = await self.users.find_for_login(account) if account else None
+            elif found:
+                self.users.remember(found[0])
             user, password_hash = found if found else (None, None)
             if not await self.hasher.verify(password, password_hash):
                 await attempt.failed()
@@ -155,20 +182,27 @@ class LoginService:
                     outcome="failure",
                 )
                 raise NotAuthenticated(INVALID_CREDENTIALS)
-            await attempt.succeeded()
-        if user.disabled:
-            self._count_failure()
-            await self.audit.record(
-                "auth.login",
-                Actor(user.id, user.username, ip_address),
-                target=user.username,
-                outcome="failure",
-                detail={"reason": "disabled"},
-            )
-            raise PermissionDenied(ACCOUNT_DISABLED)
-        await self._upgrade_hash(user, password, password_hash)
-        login = AuditEvent("auth.login", Actor(user.id, user.username, ip_address), target=user.username)
-        return await self.start_session(user, ip_address, user_agent, audit=login)
+            if user.disabled:
+                await attempt.succeeded()
+                self._count_failure()
+                await self.audit.record(
+                    "auth.login",
+                    Actor(user.id, user.username, ip_address),
+                    target=user.username,
+                    outcome="failure",
+                    detail={"reason": "disabled"},
+                )
+                raise PermissionDenied(ACCOUNT_DISABLED)
+            settle = attempt.succeed_with_session()
+        try:
+            await self._upgrade_hash(user, password, password_hash)
+            login = AuditEvent("auth.login", Actor(user.id, user.username, ip_address), target=user.username)
+            result = await self.start_session(user, ip_address, user_agent, audit=login, settle=settle)
+        except BaseException:
+            await attempt.session_failed()
+            raise
+        attempt.session_started()
+        return result
 
     async def unlock(self, user_id: int, *, actor: Actor) -> UserRecord:
         """Clear an account's login lockouts from every address, here and (through the stored
@@ -185,7 +219,12 @@ class LoginService:
         """
         account = user.username.lower()
         async with await self._admit("user.password", account, actor, target=user.username) as attempt:
-            if not await self.users.verify_password(user.id, password):
+            found = attempt.found
+            if found and found[0].id == user.id:  # the hash came with the lab-wide admission
+                correct = await self.hasher.verify(password if isinstance(password, str) else "", found[1])
+            else:
+                correct = await self.users.verify_password(user.id, password)
+            if not correct:
                 await attempt.failed()
                 await self.audit.record("user.password", actor, target=user.username, outcome="failure")
                 raise PermissionDenied("The current password is incorrect.")
@@ -229,10 +268,17 @@ class LoginService:
             log.warning("could not re-hash the password of user %s at the new cost", user.id, exc_info=True)
 
     async def start_session(
-        self, user: UserRecord, ip_address: str, user_agent: str, *, audit: AuditEvent | None = None
+        self,
+        user: UserRecord,
+        ip_address: str,
+        user_agent: str,
+        *,
+        audit: AuditEvent | None = None,
+        settle: Sequence[CTE] = (),
     ) -> LoginResult:
-        """A new session; `audit` (the login) commits with it, and so does `last_login_at`."""
-        token, session = await self.sessions.create(user, ip_address, user_agent, audit=audit)
+        """A new session; `audit` (the login) commits with it, and so do `last_login_at` and
+        `settle` (the lab-wide throttle's verdict on the password check)."""
+        token, session = await self.sessions.create(user, ip_address, user_agent, audit=audit, settle=settle)
         refreshed = await self.users.cached(user.id) or user
         return LoginResult(token, session, refreshed)
 

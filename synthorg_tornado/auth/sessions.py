@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import CTE, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -84,7 +84,13 @@ class SessionService:
                 self.cache.put(cached_session(row))
 
     async def create(
-        self, user: UserRecord, ip_address: str, user_agent: str, *, audit: AuditEvent | None = None
+        self,
+        user: UserRecord,
+        ip_address: str,
+        user_agent: str,
+        *,
+        audit: AuditEvent | None = None,
+        settle: Sequence[CTE] = (),
     ) -> tuple[str, CachedSession]:
         """A new session, the user's `last_login_at` and `audit` (the login) in one transaction.
 
@@ -112,7 +118,7 @@ class SessionService:
                 await session.flush()
             except IntegrityError:
                 raise NotAuthenticated("The account no longer exists.") from None
-            record = await self.users.mark_login(session, user.id, now)
+            record = await self.users.mark_login(session, user.id, now, also=settle)
             if record is None or record.disabled:
                 raise PermissionDenied("This account is disabled.")
             live = (

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import CTE, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -284,20 +285,20 @@ class UserService:
         await self.bus.deliver([announced])
         return record
 
-    async def mark_login(self, db_session: AsyncSession, user_id: int, at: datetime) -> UserRecord | None:
-        """Stamp `last_login_at` in the caller's transaction (the new session's).
+    async def mark_login(
+        self, db_session: AsyncSession, user_id: int, at: datetime, also: Sequence[CTE] = ()
+    ) -> UserRecord | None:
+        """Stamp `last_login_at` in the caller's transaction (the new session's), with `also`
+        (data-changing CTEs, such as the login throttle's settlement) in the same statement.
 
         The UPDATE also takes the user's row lock on PostgreSQL, so concurrent logins of one
         user queue here until the one before has committed: the session cap relies on that.
         The caller hands the record to `remember` once its transaction has committed.
         """
-        row = await db_session.scalar(
-            update(User)
-            .where(User.id == user_id)
-            .values(last_login_at=at)
-            .returning(User)
-            .execution_options(populate_existing=True)
-        )
+        statement = update(User).where(User.id == user_id).values(last_login_at=at)
+        if also:
+            statement = statement.add_cte(*also)
+        row = await db_session.scalar(statement.returning(User).execution_options(populate_existing=True))
         return None if row is None else record_of(row)
 
     def remember(self, record: UserRecord) -> None:

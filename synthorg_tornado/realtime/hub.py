@@ -88,9 +88,9 @@ class Hub:
     def connect(
         self, transport: Transport, user: UserRecord, session_id: str | None, api_token_id: int | None
     ) -> Connection | None:
-        """Register a socket, or close it with 4008 when the user already has too many here."""
+        """Register a socket, or close it with 4008 when the user already has too many."""
         connection = Connection(transport, user, session_id, api_token_id, self.queue_limit)
-        if self.presence.local_count(user.id) >= self.max_connections_per_user:
+        if self.presence.count(user.id) >= self.max_connections_per_user:
             connection.close(CLOSE_TOO_MANY, "too many connections")
             return None
         self.connections.add(connection)

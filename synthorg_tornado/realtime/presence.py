@@ -72,9 +72,14 @@ class LabPresence:
 
     # -- this node's sockets -------------------------------------------------------------
 
-    def local_count(self, user_id: int) -> int:
+    def count(self, user_id: int) -> int:
+        """The user's sockets in the whole lab: this node's as they are now, the others' as the
+        log says (so two processes opening a socket at the same instant may both allow it)."""
         entry = self.local.get(user_id)
-        return entry.connections if entry else 0
+        here = entry.connections if entry else 0
+        return here + sum(
+            t[user_id].connections for n, t in self.lab.items() if n != self.node and user_id in t
+        )
 
     def opened(self, user: UserRecord) -> None:
         entry = self.local.get(user.id)
