@@ -325,3 +325,36 @@ async def test_sigterm_closes_every_socket_with_1001_and_exits_0(sqlite_url: str
         assert exit_code == 0
     finally:
         server.kill()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_resume_with_since_replays_what_was_missed_on_either_backend(lab: Lab) -> None:
+    socket = await connect(lab.url, token=lab.admin.token)
+    await request(socket, {"action": "subscribe", "channels": ["lab", "settings"]})
+    assert publish(lab, "lab", "resume.before", {}).status == 202
+    seen = (await receive_until(socket, lambda m: m.get("event_type") == "resume.before"))["id"]
+    socket.close()
+    for n in range(3):
+        assert publish(lab, "lab", "resume.missed", {"n": n}).status == 202
+    back = await connect(lab.url, token=lab.admin.token)
+    reply = await request(back, {"action": "subscribe", "channels": ["lab"], "since": {"lab": seen}})
+    assert reply["recovered"] is True and reply["channels"] == [
+        "lab",
+        f"user:{lab.admin.get('/api/v1/me').json()['id']}",
+    ]
+    missed = [await receive(back) for _ in range(3)]
+    assert [(m["event_type"], m["payload"]["n"]) for m in missed if m] == [
+        ("resume.missed", n) for n in range(3)
+    ]
+    assert await request(back, {"action": "ping"}) == {"action": "pong"}  # and nothing more
+    back.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_hostile_since_values_get_invalid_since_and_the_socket_stays_open(lab: Lab) -> None:
+    socket = await connect(lab.url, token=lab.admin.token)
+    for since in ([1], "7", {"lab": True}, {"lab": -1}, {"lab": 2**63}, {"lab": 1.5}, {"system": 1}, {}):
+        reply = await request(socket, {"action": "subscribe", "channels": ["lab"], "since": since})
+        assert reply == {"action": "error", "code": "invalid_since", "error": reply["error"]}, since
+    assert await request(socket, {"action": "ping"}) == {"action": "pong"}
+    socket.close()
