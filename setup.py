@@ -34,6 +34,7 @@ setup(
         "PyJWT>=2.8",
         "PyYAML>=6.0",
         "prometheus-client>=0.20",
+        "ua-parser>=1.0",
     ],
     extras_require={
         "test": [

@@ -72,6 +72,48 @@ def test_two_logins_list_two_sessions_exactly_one_current(lab: Lab) -> None:
     assert {s["username"] for s in sessions} == {user["username"]}
 
 
+MAC_CHROME = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+IPHONE_SAFARI = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.5 Mobile/15E148 Safari/604.1"
+)
+
+
+def test_sessions_carry_the_device_their_user_agent_describes(lab: Lab) -> None:
+    user = lab.create_user()
+    laptop, _ = lab.login(user["username"], headers={"User-Agent": MAC_CHROME})
+    lab.login(user["username"], headers={"User-Agent": IPHONE_SAFARI})
+    lab.login(user["username"], headers={"User-Agent": "\xff(" + "x" * 600})  # junk, cut to 512
+    devices = [s["device"] for s in laptop.get("/api/v1/auth/sessions").json()]
+    assert devices[2] == {
+        "browser": "Chrome",
+        "browser_version": "131.0.0",
+        "os": "Mac OS X",
+        "os_version": "10.15.7",
+        "device": "Mac",
+        "mobile": False,
+    }
+    assert devices[1]["browser"] == "Mobile Safari" and devices[1]["os"] == "iOS"
+    assert devices[1]["device"] == "iPhone" and devices[1]["mobile"] is True
+    assert devices[0]["browser"] is None and devices[0]["os"] is None and devices[0]["mobile"] is False
+
+
+def test_admins_filter_everyones_sessions_by_user(lab: Lab) -> None:
+    alice, bob = lab.create_user(), lab.create_user()
+    alice_client, _ = lab.login(alice["username"])
+    lab.login(bob["username"])
+    lab.login(bob["username"])
+    listed = lab.admin.get(f"/api/v1/auth/sessions?scope=all&user_id={bob['id']}").json()
+    assert len(listed) == 2 and {s["username"] for s in listed} == {bob["username"]}
+    for bad in ("0", "x", "-1", "99999999999"):
+        reply = lab.admin.get(f"/api/v1/auth/sessions?scope=all&user_id={bad}")
+        assert (reply.status, reply.code) == (422, 2000), bad
+    assert alice_client.get(f"/api/v1/auth/sessions?scope=all&user_id={bob['id']}").status == 403
+
+
 def test_other_users_sessions_never_appear_and_scope_all_is_admin_only(lab: Lab) -> None:
     alice, bob = lab.create_user(), lab.create_user()
     alice_client, alice_body = lab.login(alice["username"])

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from synthorg_tornado.auth.audit import Actor, AuditEvent, AuditLog
+from synthorg_tornado.auth.devices import describe_many
 from synthorg_tornado.auth.session_cache import CachedSession, SessionCache, cached_session
 from synthorg_tornado.auth.tokens import SessionTokens, new_session_id
 from synthorg_tornado.auth.users import UserRecord, UserService
@@ -210,7 +211,8 @@ class SessionService:
         return cached
 
     async def list(self, user_id: int | None, current_session_id: str | None) -> list[dict[str, Any]]:
-        """Live sessions (not revoked, not expired, not idle past the timeout), newest first."""
+        """Live sessions (not revoked, not expired, not idle past the timeout), newest first,
+        each with its `device` as its user agent tells it."""
         now = utcnow()
         statement = select(SessionRow).where(SessionRow.revoked_at.is_(None), SessionRow.expires_at > now)
         if user_id is not None:
@@ -229,6 +231,9 @@ class SessionService:
                 continue
             user = await self.users.cached(entry.user_id)
             result.append(entry.public(user, current_session_id))
+        devices = await describe_many(item["user_agent"] for item in result)
+        for item in result:
+            item["device"] = devices[item["user_agent"]]
         return result
 
     async def owner_of(self, session_id: str) -> int | None:

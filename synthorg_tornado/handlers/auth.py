@@ -6,6 +6,7 @@ from synthorg_tornado.auth import roles
 from synthorg_tornado.auth.audit import AuditEvent
 from synthorg_tornado.auth.identity import SESSION
 from synthorg_tornado.errors import InvalidValue, NotFound, PermissionDenied, UnsupportedOperation
+from synthorg_tornado.handlers.arguments import MAX_ID, parse_count
 from synthorg_tornado.handlers.base import ApiHandler
 from synthorg_tornado.handlers.decorators import allow_anonymous, authenticated
 
@@ -66,6 +67,8 @@ class SessionsHandler(ApiHandler):
         if scope not in SCOPES:
             raise InvalidValue("scope must be 'own' or 'all'.")
         user_id = None if scope == "all" else self.identity.user.id
+        if scope == "all" and self.get_query_argument("user_id", None) is not None:
+            user_id = parse_count("user_id", self.get_query_argument("user_id"), 1, MAX_ID)
         self.write_json(await self.services.sessions.list(user_id, self.identity.session_id))
 
 
