@@ -206,3 +206,18 @@ def test_successful_and_rejected_writes_are_audited(lab: Lab) -> None:
     entries = lab.admin.get("/api/v1/audit?action=setting.update&limit=500").json()["items"]
     outcomes = {e["outcome"] for e in entries if e["target"] == "ui.lab_name"}
     assert {"success", "conflict", "precondition_required", "invalid"} <= outcomes
+
+
+def test_entries_say_their_bounds_and_who_may_write_them(lab: Lab) -> None:
+    listed = {f"{e['namespace']}.{e['key']}": e for e in lab.admin.get("/api/v1/settings").json()}
+    ttl = listed["auth.session_ttl_minutes"]
+    assert (
+        ttl["constraints"]["minimum"] >= 1 and ttl["constraints"]["maximum"] > ttl["constraints"]["minimum"]
+    )
+    assert "admin" in ttl["write_roles"]
+    banner = listed["ui.banner"]
+    assert set(banner["constraints"]) <= {"max_length"}
+    assert listed["server.port"]["write_roles"] == []
+    choice = [e for e in listed.values() if e["constraints"].get("choices")]
+    for entry in choice:
+        assert entry["value"] in entry["constraints"]["choices"] or entry["sensitive"]

@@ -56,6 +56,16 @@ class SettingDefinition:
     def read_only(self) -> bool:
         return not self.write_roles
 
+    def constraints(self) -> dict[str, Any]:
+        """The bounds `validate` applies, for editors that check before sending."""
+        found = {
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "max_length": self.max_length,
+            "choices": list(self.choices) or None,
+        }
+        return {name: value for name, value in found.items() if value is not None}
+
     def validate(self, value: Any) -> Any:
         """The value, checked against type and bounds; InvalidValue names the reason."""
         if self.type == STRING:

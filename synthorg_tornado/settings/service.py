@@ -84,6 +84,8 @@ class SettingEntry:
             "restart_required": definition.restart_required,
             "sensitive": definition.sensitive,
             "description": definition.description,
+            "constraints": definition.constraints(),
+            "write_roles": sorted(definition.write_roles),
         }
 
 
