@@ -6,8 +6,9 @@ from __future__ import annotations
 from tornado import web
 
 from synthorg_tornado.errors import BadRequest, PermissionDenied, RouteNotFound
-from synthorg_tornado.handlers.base import ApiHandler, LabHandlerMixin, PageHandler
+from synthorg_tornado.handlers.base import ApiHandler, LabHandlerMixin
 from synthorg_tornado.handlers.decorators import allow_anonymous
+from synthorg_tornado.handlers.page_base import PageHandler
 
 
 class ApiNotFoundHandler(ApiHandler):

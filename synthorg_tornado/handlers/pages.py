@@ -8,8 +8,8 @@ from synthorg_tornado.auth.audit import AuditEvent
 from synthorg_tornado.auth.identity import SESSION
 from synthorg_tornado.auth.login import SETUP_LINK_INVALID
 from synthorg_tornado.errors import AccountLocked, LabError, PermissionDenied, RateLimited
-from synthorg_tornado.handlers.base import PageHandler
 from synthorg_tornado.handlers.decorators import allow_anonymous, authenticated
+from synthorg_tornado.handlers.page_base import PageHandler
 
 
 def safe_next(candidate: str | None, base_url: str) -> str:
