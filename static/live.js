@@ -6,6 +6,12 @@
 import { api, base } from "./api.js";
 
 const RETRY_CAP_MS = 30000;
+// Once the page is being left (the logout form, a link), the socket's end is no news: the
+// logout itself closes it with 4001, and must not be taken for a revocation elsewhere.
+let leaving = false;
+addEventListener("beforeunload", () => {
+  leaving = true;
+});
 
 function show(id, text) {
   const element = document.getElementById(id);
@@ -54,6 +60,7 @@ async function connect(attempt) {
     if (namespace === "ui" && key === "lab_name") showLabName(value);
   };
   socket.onclose = (event) => {
+    if (leaving) return;
     if (event.code === 4001) signedOut();
     else if (event.code !== 1000) later(attempt);
   };

@@ -45,8 +45,8 @@ export function describe(failure, secondsLeft) {
     const say = WAITS[code] || WAITS[5000];
     return wait == null ? "Too many attempts; wait a minute and try again." : say(wait) + ".";
   }
-  if (status === 503 || code === 8001) return unsaved(failure, "The lab's database is unavailable");
   if (code === 8002) return unsaved(failure, "The lab could not store this");
+  if (status === 503 || code === 8001) return unsaved(failure, "The lab's database is unavailable");
   if (status >= 500) return unsaved(failure, "The server hit an unexpected error (it has been logged)");
   if (BY_CODE[code]) return BY_CODE[code];
   const detail = failure.problem && failure.problem.detail;

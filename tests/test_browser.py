@@ -341,3 +341,30 @@ def test_banner_and_lab_name_change_live_on_the_home_page(lab: Lab, page: Page, 
     finally:
         lab.admin.delete("/api/v1/settings/ui/banner", headers={"If-Match": "*"})
         lab.admin.delete("/api/v1/settings/ui/lab_name", headers={"If-Match": "*"})
+
+
+def test_the_pages_work_under_a_base_url(tmp_path: Path, sqlite_url: str, page: Page) -> None:
+    """Every link, script, form, API call and socket of the pages carries the base_url."""
+    lab = Lab(ServerProcess(write_config(tmp_path, sqlite_url, server={"base_url": "/lab/"})).start())
+    try:
+        user = lab.create_user()
+        outside: list[str] = []
+        page.on("request", lambda r: None if r.url.startswith(lab.url) else outside.append(r.url))
+        page.goto(lab.url)
+        page.wait_for_url(f"{lab.url}login?next=%2Flab%2F")
+        log_in(page, user["username"], "not-the-password")
+        expect(page.locator("#error")).to_have_text(INVALID_LOGIN)
+        log_in(page, user["username"])
+        page.wait_for_url(lab.url)
+        wait_until_online(lab, user["username"])
+        expect(page.locator('link[rel="icon"]')).to_have_attribute("href", "/lab/favicon.ico")
+        # Logging out closes the page's socket too (4001): that is not news from elsewhere.
+        page.click("#logout")
+        page.wait_for_url(f"{lab.url}login?reason=signed_out")
+        expect(page.locator("#notice")).to_have_text("You signed out.")
+        page.goto(f"{lab.url}no/such/page")
+        page.click("#home-link")
+        page.wait_for_url(f"{lab.url}login?next=%2Flab%2F")
+        assert outside == []
+    finally:
+        assert lab.server.terminate() == 0
