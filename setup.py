@@ -44,6 +44,8 @@ setup(
             "ruff>=0.5",
             # Drives Debian's /usr/bin/chromium; the browser builds it can download are never used.
             "playwright>=1.40",
+            # axe-core (bundled in the package) for the pages' accessibility checks.
+            "axe-playwright-python>=0.1.8",
         ],
         "bench": ["jupyter_server>=2", "websockets>=12"],
     },

@@ -1,55 +1,69 @@
-// Live updates for the pages: the message of the day (ui.banner) and the lab name follow the
-// settings channel. The socket is opened with a single-use ticket, so the session cookie never
-// has to authenticate a WebSocket from script.
-(function () {
-  "use strict";
-  var base = document.body.dataset.baseUrl || "/";
+// Live updates on every signed-in page: the message of the day (ui.banner) and the lab name
+// follow the settings channel. The socket is opened with a single-use ticket, so the session
+// cookie never has to authenticate a WebSocket from script. Closed with 4001 (session revoked,
+// user disabled), the page asks the API who it is: the 401 that follows sends the browser to the
+// login page with the server's reason.
+import { api, base } from "./api.js";
 
-  function cookie(name) {
-    var match = document.cookie.match(new RegExp("(?:^|; )" + name + "=([^;]*)"));
-    return match ? decodeURIComponent(match[1]) : "";
+const RETRY_CAP_MS = 30000;
+// Once the page is being left (the logout form, a link), the socket's end is no news: the
+// logout itself closes it with 4001, and must not be taken for a revocation elsewhere.
+let leaving = false;
+addEventListener("beforeunload", () => {
+  leaving = true;
+});
+
+function show(id, text) {
+  const element = document.getElementById(id);
+  if (!element) return;
+  element.textContent = text || "";
+  element.hidden = !text;
+}
+
+function showLabName(name) {
+  for (const element of document.querySelectorAll("[data-lab-name]")) element.textContent = name;
+  document.title = document.title.replace(/ · .*$/, " · " + name);
+}
+
+function later(attempt) {
+  setTimeout(() => connect(attempt + 1), Math.min(RETRY_CAP_MS, 1000 * 2 ** attempt));
+}
+
+async function signedOut() {
+  try {
+    await api("GET", "api/v1/me");
+  } catch {
+    return; // the 401 has already sent the browser to the login page
   }
+  location.reload();
+}
 
-  function show(id, text) {
-    var element = document.getElementById(id);
-    if (!element) return;
-    element.textContent = text || "";
-    element.hidden = !text;
+async function connect(attempt) {
+  let ticket;
+  try {
+    ticket = (await api("POST", "api/v1/auth/ws-ticket")).ticket;
+  } catch (failure) {
+    if (failure.status !== 401) later(attempt);
+    return;
   }
+  const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+  const socket = new WebSocket(scheme + location.host + base + "api/v1/ws?ticket=" + encodeURIComponent(ticket));
+  socket.onopen = () => {
+    attempt = 0;
+    socket.send(JSON.stringify({ action: "subscribe", channels: ["settings"] }));
+  };
+  socket.onmessage = (message) => {
+    const data = JSON.parse(message.data);
+    if (data.event_type !== "setting.updated") return;
+    const { namespace, key, value } = data.payload;
+    if (namespace === "ui" && key === "banner") show("banner", value);
+    if (namespace === "ui" && key === "lab_name") showLabName(value);
+  };
+  socket.onclose = (event) => {
+    if (leaving) return;
+    if (event.code === 4001) signedOut();
+    else if (event.code !== 1000) later(attempt);
+  };
+}
 
-  function connect(attempt) {
-    fetch(base + "api/v1/auth/ws-ticket", {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "X-XSRFToken": cookie("_xsrf") },
-    })
-      .then(function (reply) {
-        if (!reply.ok) throw new Error("ticket refused: " + reply.status);
-        return reply.json();
-      })
-      .then(function (body) {
-        var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-        var socket = new WebSocket(scheme + location.host + base + "api/v1/ws?ticket=" + encodeURIComponent(body.ticket));
-        socket.onopen = function () {
-          attempt = 0;
-          socket.send(JSON.stringify({ action: "subscribe", channels: ["settings"] }));
-        };
-        socket.onmessage = function (message) {
-          var data = JSON.parse(message.data);
-          if (data.event_type !== "setting.updated") return;
-          var p = data.payload;
-          if (p.namespace === "ui" && p.key === "banner") show("banner", p.value);
-          if (p.namespace === "ui" && p.key === "lab_name") show("lab-name", p.value);
-        };
-        socket.onclose = function (event) {
-          if (event.code === 4001) { location.href = base + "login"; return; }
-          if (event.code !== 1000) setTimeout(function () { connect(attempt + 1); }, Math.min(30000, 1000 * Math.pow(2, attempt)));
-        };
-      })
-      .catch(function () {
-        setTimeout(function () { connect(attempt + 1); }, Math.min(30000, 1000 * Math.pow(2, attempt)));
-      });
-  }
-
-  connect(0);
-})();
+connect(0);

@@ -1,16 +1,22 @@
-"""A real headless Chromium for the page tests, driven by Playwright.
+"""A real headless Chromium for the page tests, driven by Playwright, and what the page tests
+measure with it: accessibility (axe-core), the weight of a page and where its requests go.
 
 The browser is Debian's `chromium` package, never one fetched by `playwright install`: the tests
 must run where nothing can be downloaded. The flags keep it from phoning home (updates, sync,
 QUIC probes) so that every request it makes is one a test caused.
+
+The `chromium`, `context` and `page` fixtures are in conftest.py.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
-from playwright.sync_api import Browser, BrowserContext, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [
@@ -25,7 +31,14 @@ LAUNCH_ARGS = [
 # Long enough for a bcrypt round trip on a loaded machine, short enough that a broken page fails
 # the test in seconds instead of Playwright's default 30.
 TIMEOUT_MS = 10_000
-VIEWPORT = {"width": 1024, "height": 768}
+LAPTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+VIEWPORTS = {"laptop": LAPTOP, "phone": PHONE}
+COLOR_SCHEMES = ("light", "dark")
+# Issue 12: the HTML, CSS and JS of one page, uncompressed, vendored files included.
+PAGE_BUDGET_BYTES = 150 * 1024
+# What a page weighs: the document and what it loads to show itself, not the API data it fetches.
+NOT_PAGE_WEIGHT = frozenset({"fetch", "xmlhttprequest", "beacon", "img"})
 
 
 class HeadlessChromium:
@@ -49,10 +62,10 @@ class HeadlessChromium:
             raise
         return self
 
-    def new_context(self) -> BrowserContext:
-        """A fresh profile: no cookies, no storage, and the short timeout for every wait."""
+    def new_context(self, viewport: dict[str, int] = LAPTOP, color_scheme: str = "light") -> BrowserContext:
+        """A fresh profile (no cookies, no storage, no cache) with the short timeout for every wait."""
         assert self._browser is not None
-        context = self._browser.new_context(viewport=VIEWPORT)
+        context = self._browser.new_context(viewport=viewport, color_scheme=color_scheme)  # type: ignore[arg-type]
         context.set_default_timeout(TIMEOUT_MS)
         return context
 
@@ -63,3 +76,48 @@ class HeadlessChromium:
         if self._playwright is not None:
             self._playwright.stop()
         self._browser = self._playwright = None
+
+
+def page_resources(page: Page) -> list[dict[str, Any]]:
+    """The browser's own account of what the page loaded (Resource Timing): the document and
+    every resource, with its uncompressed size."""
+    return page.evaluate(
+        """() => [...performance.getEntriesByType("navigation"), ...performance.getEntriesByType("resource")]
+            .map(e => ({name: e.name, type: e.initiatorType, size: e.decodedBodySize}))"""
+    )
+
+
+def page_weight(page: Page) -> tuple[int, list[dict[str, Any]]]:
+    """Bytes of HTML, CSS and JS the page loaded, and the entries counted."""
+    page.wait_for_load_state("networkidle")
+    counted = [entry for entry in page_resources(page) if entry["type"] not in NOT_PAGE_WEIGHT]
+    return sum(entry["size"] for entry in counted), counted
+
+
+def foreign_resources(page: Page, origin: str) -> list[str]:
+    """Every resource of the page whose origin is not `origin` (scheme, host and port)."""
+    own = urlsplit(origin)
+    return [
+        entry["name"]
+        for entry in page_resources(page)
+        if (urlsplit(entry["name"]).scheme, urlsplit(entry["name"]).netloc) != (own.scheme, own.netloc)
+    ]
+
+
+@functools.cache
+def axe() -> Any:
+    """axe-core as the package ships it (its script is half a megabyte: read once)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    return Axe()
+
+
+def serious_accessibility_violations(page: Page) -> list[str]:
+    """axe-core's serious and critical findings on the page as it is now, one line each."""
+    results = axe().run(page)
+    return [
+        f"{violation['id']} ({violation['impact']}): "
+        + "; ".join(str(node["target"]) for node in violation["nodes"])
+        for violation in results.response["violations"]
+        if violation["impact"] in ("serious", "critical")
+    ]

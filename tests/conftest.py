@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from tornado import web
@@ -15,6 +16,11 @@ from synthorg_tornado.db import migrate
 from synthorg_tornado.server import make_http_server
 from synthorg_tornado.services import build_services
 from tests.servers import Lab, PostgresCluster, ServerProcess, throwaway_cluster, write_config
+
+if TYPE_CHECKING:
+    from playwright.sync_api import BrowserContext, Page
+
+    from tests.browser import HeadlessChromium
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -92,3 +98,26 @@ def lab(
     lab = start_lab(tmp_path_factory.mktemp("lab"), database_url, env=env, **sections)
     yield lab
     assert lab.server.terminate() == 0
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[HeadlessChromium]:
+    """One headless Chromium per module (tests/browser.py); Playwright loads only where used."""
+    from tests.browser import HeadlessChromium
+
+    browser = HeadlessChromium().start()
+    yield browser
+    browser.stop()
+
+
+@pytest.fixture
+def context(chromium: HeadlessChromium) -> Iterator[BrowserContext]:
+    """A fresh profile per test: no cookies, storage or cache from another test."""
+    context = chromium.new_context()
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(context: BrowserContext) -> Page:
+    return context.new_page()

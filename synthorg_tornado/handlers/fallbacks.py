@@ -6,8 +6,9 @@ from __future__ import annotations
 from tornado import web
 
 from synthorg_tornado.errors import BadRequest, PermissionDenied, RouteNotFound
-from synthorg_tornado.handlers.base import ApiHandler, LabHandlerMixin, PageHandler
+from synthorg_tornado.handlers.base import ApiHandler, LabHandlerMixin
 from synthorg_tornado.handlers.decorators import allow_anonymous
+from synthorg_tornado.handlers.page_base import PageHandler
 
 
 class ApiNotFoundHandler(ApiHandler):
@@ -21,9 +22,14 @@ class ApiNotFoundHandler(ApiHandler):
 
 
 class PageNotFoundHandler(PageHandler):
+    """A 404 page inside the layout, with the navigation bar of whoever is signed in and a link
+    home; it runs the page prelude first, so a `?token=` is exchanged here as anywhere."""
+
     @allow_anonymous
-    def prepare(self) -> None:
-        raise web.HTTPError(404)
+    async def prepare(self) -> None:
+        await super().prepare()
+        if not self._finished:
+            raise web.HTTPError(404)
 
 
 class StaticHandler(LabHandlerMixin, web.StaticFileHandler):
