@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
+from tests.servers import USER_PASSWORD, Lab
+
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [
     "--no-sandbox",
@@ -121,3 +123,47 @@ def serious_accessibility_violations(page: Page) -> list[str]:
         for violation in results.response["violations"]
         if violation["impact"] in ("serious", "critical")
     ]
+
+
+# Installed before a page's own scripts (`context.add_init_script`): every WebSocket the page
+# opens is kept in `window.testSockets`, so a test can see it open or close it as a network
+# failure would, without any hook in the page's code.
+RECORD_WEBSOCKETS = """
+(() => {
+    const Native = window.WebSocket;
+    window.testSockets = [];
+    window.WebSocket = class extends Native {
+        constructor(...args) { super(...args); window.testSockets.push(this); }
+    };
+})();
+"""
+
+
+def wait_for_open_socket(page: Page) -> None:
+    """The page's latest WebSocket is open (it needs RECORD_WEBSOCKETS)."""
+    page.wait_for_function("() => (window.testSockets || []).some(s => s.readyState === WebSocket.OPEN)")
+
+
+def assert_page_meets_the_bar(page: Page, origin: str, requested: list[str], scheme: str, shot: Path) -> None:
+    """What every page must be (issue 12): at most 150 KB of HTML, CSS and JS with the vendored
+    Pico among them, no request to another origin (`requested`: every URL the context asked for),
+    shown in the colour scheme asked for, and no serious or critical axe-core violation; on a
+    violation the page is saved to `shot` to see it."""
+    weight, counted = page_weight(page)
+    assert any(entry["name"].endswith("/pico.min.css") for entry in counted), counted
+    assert weight <= PAGE_BUDGET_BYTES, (weight, counted)
+    assert foreign_resources(page, origin) == []
+    assert [r for r in requested if not r.startswith(origin + "/")] == []
+    assert page.evaluate("matchMedia('(prefers-color-scheme: dark)').matches") == (scheme == "dark")
+    violations = serious_accessibility_violations(page)
+    if violations:
+        page.screenshot(path=str(shot), full_page=True)
+    assert violations == [], violations
+
+
+def sign_in(context: BrowserContext, lab: Lab, username: str, password: str = USER_PASSWORD) -> None:
+    """A session cookie in this browser profile, through the API as the login page does it."""
+    reply = context.request.post(
+        f"{lab.url}api/v1/auth/login", data={"username": username, "password": password}
+    )
+    assert reply.status == 200, reply.text()
