@@ -16,6 +16,7 @@ from synthorg_tornado.handlers import (
     me,
     metrics,
     pages,
+    pages_account,
     realtime,
     settings,
     tokens,
@@ -26,7 +27,7 @@ from synthorg_tornado.services import Services
 
 STATIC_DIR = resource_dir("static")
 
-HANDLER_MODULES = (health, auth, me, users, tokens, settings, realtime, audit, metrics, pages)
+HANDLER_MODULES = (health, auth, me, users, tokens, settings, realtime, audit, metrics, pages_account, pages)
 
 
 def make_app(config: Config, services: Services) -> web.Application:

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, Request, expect
 
 from synthorg_tornado.errors import HTTP_STATUS_CODES, PROBLEM_TABLE
-from tests.browser import PHONE, HeadlessChromium
+from tests.browser import PHONE, HeadlessChromium, sign_in
 from tests.servers import USER_PASSWORD, Lab
 
 # Every page a signed-in user can open; later pages join this list.
@@ -20,14 +20,6 @@ SIGNED_IN_PAGES = ("", "no/such/page")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """SQLite only: the pages do not depend on the backend, and the API tests cover both."""
     return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db-sqlite') / 'synthorg.db'}"
-
-
-def sign_in(context: BrowserContext, lab: Lab, username: str) -> None:
-    """A session cookie in this browser profile, through the API as the login page does it."""
-    reply = context.request.post(
-        f"{lab.url}api/v1/auth/login", data={"username": username, "password": USER_PASSWORD}
-    )
-    assert reply.status == 200, reply.text()
 
 
 def focus_ring(page: Page) -> dict:

@@ -1,4 +1,4 @@
-"""The pages a newcomer meets first: setup, login, logout, and the start of the dashboard."""
+"""The pages a newcomer meets first: setup, login and logout (the dashboard is in pages_account)."""
 
 from __future__ import annotations
 
@@ -181,14 +181,6 @@ class SetupPage(PageHandler):
         )
 
 
-class HomePage(PageHandler):
-    """The start of the dashboard: who is signed in, and the banner that live.js keeps current."""
-
-    @authenticated
-    def get(self) -> None:
-        self.render("home.html")
-
-
 class LogoutPage(PageHandler):
     @authenticated
     async def post(self) -> None:
@@ -214,5 +206,4 @@ default_handlers = [
     (r"login", LoginPage),
     (r"setup", SetupPage),
     (r"logout", LogoutPage),
-    (r"", HomePage),
 ]

@@ -1,0 +1,31 @@
+"""The pages of one's own account: the dashboard, sessions, API tokens and the profile (`/me`).
+
+Each handler renders a page shell inside the layout; the page's script (static/<page>.js) reads
+and changes everything through the public API, so the pages and scripts see the same rules. What
+a handler puts into the page is what the API has no call for: limits from config.yaml, shown
+before the user types, and the dashboard's starting position in the lab's event log.
+"""
+
+from __future__ import annotations
+
+from synthorg_tornado.handlers.decorators import authenticated
+from synthorg_tornado.handlers.page_base import PageHandler
+
+
+class DashboardPage(PageHandler):
+    """Who is online, the live feed and the connection's state (static/dashboard.js).
+
+    The page carries the position of the last event this process had applied when it rendered
+    the page: the page's first subscription resumes from there (`since`), so nothing that
+    happens between rendering and the socket's opening is missed, and nothing older is shown.
+    Read from memory, like everything else the layout shows.
+    """
+
+    @authenticated
+    def get(self) -> None:
+        self.render("home.html", event_position=self.services.bus.last_applied)
+
+
+default_handlers = [
+    (r"", DashboardPage),
+]
