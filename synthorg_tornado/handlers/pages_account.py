@@ -26,6 +26,15 @@ class DashboardPage(PageHandler):
         self.render("home.html", event_position=self.services.bus.last_applied)
 
 
+class SessionsPage(PageHandler):
+    """My sessions, revoke one or all but this one; admins may list everyone's (sessions.js)."""
+
+    @authenticated
+    def get(self) -> None:
+        self.render("sessions.html")
+
+
 default_handlers = [
+    (r"sessions", SessionsPage),
     (r"", DashboardPage),
 ]

@@ -1,0 +1,166 @@
+"""The pages of one's own account in a real headless Chromium against the real server (issue 12):
+/sessions, and the section links of the layout that lead there.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from playwright.sync_api import BrowserContext, Page, expect
+
+from tests.browser import RECORD_WEBSOCKETS, HeadlessChromium, sign_in, wait_for_open_socket
+from tests.servers import ADMIN_PASSWORD, Lab, http_request
+
+IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1"
+)
+
+
+@pytest.fixture(scope="module")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """SQLite only: the pages do not depend on the backend, and the API tests cover both."""
+    return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db-sqlite') / 'synthorg.db'}"
+
+
+def session_rows(page: Page):  # type: ignore[no-untyped-def]
+    return page.locator("#sessions tbody tr")
+
+
+def used_at(lab: Lab, token: str) -> str | None:
+    """When the token was last used, as the API lists it (asking with the token itself)."""
+    reply = http_request(f"{lab.url}api/v1/tokens", headers={"Authorization": f"token {token}"})
+    return reply.json()["items"][0]["last_used_at"]
+
+
+def status_with(lab: Lab, token: str, scheme: str = "token") -> int:
+    return http_request(f"{lab.url}api/v1/me", headers={"Authorization": f"{scheme} {token}"}).status
+
+
+# -- /sessions -----------------------------------------------------------------------------
+
+
+def test_revoking_a_session_on_the_sessions_page_signs_that_browser_out_within_2_s(
+    lab: Lab, chromium: HeadlessChromium
+) -> None:
+    user = lab.create_user()
+    here, there = chromium.new_context(), chromium.new_context()
+    try:
+        sign_in(here, lab, user["username"])
+        sign_in(there, lab, user["username"])
+        there.add_init_script(RECORD_WEBSOCKETS)
+        elsewhere = there.new_page()
+        elsewhere.goto(f"{lab.url}sessions")
+        wait_for_open_socket(elsewhere)
+
+        page = here.new_page()
+        page.goto(f"{lab.url}sessions")
+        expect(session_rows(page)).to_have_count(2)
+        expect(page.locator("tr.current .this-device")).to_have_text("This device")
+        other = page.locator("#sessions tbody tr:not(.current)")
+        other.get_by_role("button", name=re.compile("^Revoke")).click()
+        revoked_at = time.monotonic()
+        elsewhere.wait_for_url(f"{lab.url}login?next=%2Fsessions&reason=revoked", timeout=2000)
+        assert time.monotonic() - revoked_at < 2.0
+        expect(elsewhere.locator("#notice")).to_have_text("You were signed out from another device.")
+
+        expect(page.locator("#done")).to_contain_text("Session revoked")
+        expect(session_rows(page)).to_have_count(1)
+        expect(page.locator("#sessions-summary")).to_have_text("1 session.")
+    finally:
+        here.close()
+        there.close()
+
+
+def test_the_sessions_page_shows_each_device_and_marks_this_one(lab: Lab, context: BrowserContext) -> None:
+    user = lab.create_user()
+    lab.login(user["username"], headers={"User-Agent": IPHONE})
+    sign_in(context, lab, user["username"])
+    page = context.new_page()
+    page.goto(f"{lab.url}sessions")
+    expect(session_rows(page)).to_have_count(2)
+    phone = page.locator("#sessions tbody tr:not(.current)")
+    expect(phone.locator('td[data-label="Device"]')).to_contain_text("Mobile Safari 17")
+    expect(phone.locator('td[data-label="Device"]')).to_contain_text("iOS 17.1 · iPhone · mobile")
+    expect(phone.locator('td[data-label="IP address"]')).to_have_text("127.0.0.1")
+    expect(phone.locator('td[data-label="Last active"]')).to_have_text("just now")
+    expect(phone.locator('td[data-label="Last active"] time')).to_have_attribute(
+        "datetime", re.compile(r"Z$")
+    )
+    mine = page.locator("#sessions tbody tr.current")
+    expect(mine.locator('td[data-label="Device"]')).to_contain_text("HeadlessChrome")
+    expect(mine.locator(".this-device")).to_be_visible()
+    expect(mine.get_by_role("button")).to_have_count(0)
+    expect(page.locator("#sessions-summary")).to_have_text("2 sessions, 1 besides this one.")
+    # Members get no way to see anyone else's.
+    expect(page.locator("#scope-all")).to_have_count(0)
+
+
+def test_sign_out_everywhere_else_ends_every_other_session_and_keeps_this_one(
+    lab: Lab, context: BrowserContext
+) -> None:
+    user = lab.create_user()
+    others = [lab.login(user["username"])[0] for _ in range(2)]
+    sign_in(context, lab, user["username"])
+    page = context.new_page()
+    page.goto(f"{lab.url}sessions")
+    expect(session_rows(page)).to_have_count(3)
+    page.click("#revoke-others")
+    expect(page.locator("#done")).to_have_text("Signed out 2 other sessions.")
+    expect(session_rows(page)).to_have_count(1)
+    expect(page.locator("#revoke-others")).to_be_disabled()
+    assert [client.get("/api/v1/me").code for client in others] == [1002, 1002]
+    page.reload()
+    expect(session_rows(page)).to_have_count(1)  # this browser is still signed in
+
+
+def test_an_admin_lists_everyones_sessions_and_filters_them_by_user(
+    lab: Lab, context: BrowserContext
+) -> None:
+    first, second = lab.create_user(), lab.create_user()
+    lab.login(first["username"])
+    lab.login(second["username"])
+    sign_in(context, lab, "admin", ADMIN_PASSWORD)
+    page = context.new_page()
+    page.goto(f"{lab.url}sessions")
+    expect(page.locator("#user-filter")).to_be_disabled()
+    page.get_by_label("Everyone's sessions").check()
+    expect(page.locator("th.user-column")).to_be_visible()
+    users = page.locator('#sessions td[data-label="User"]')
+    expect(users.filter(has_text=first["username"])).to_have_count(1)
+    expect(users.filter(has_text=second["username"])).to_have_count(1)
+
+    page.select_option("#user-filter", label=first["username"])
+    expect(users).to_have_text([first["username"]])
+    page.get_by_role("button", name=f"Revoke {first['username']}'s session", exact=False).click()
+    expect(session_rows(page)).to_have_count(0)
+    assert lab.admin.get(f"/api/v1/auth/sessions?scope=all&user_id={first['id']}").json() == []
+
+    page.get_by_label("Everyone's sessions").uncheck()
+    expect(page.locator("th.user-column")).to_be_hidden()
+    expect(page.locator("#user-filter")).to_be_disabled()
+
+
+# -- the layout's links --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("role", "links"), [("member", 4), ("admin", 6)])
+def test_the_navigation_links_every_section_and_admins_also_get_users_and_audit(
+    lab: Lab, context: BrowserContext, role: str, links: int
+) -> None:
+    if role == "admin":
+        sign_in(context, lab, "admin", ADMIN_PASSWORD)
+    else:
+        sign_in(context, lab, lab.create_user(role)["username"])
+    page = context.new_page()
+    page.goto(f"{lab.url}sessions")
+    sections = page.get_by_role("navigation", name="Pages").get_by_role("link")
+    expect(sections).to_have_text(["Dashboard", "Sessions", "Settings", "Tokens", "Users", "Audit"][:links])
+    expected = ["", "sessions", "settings", "tokens", "admin/users", "admin/audit"][:links]
+    assert [sections.nth(i).get_attribute("href") for i in range(links)] == ["/" + p for p in expected]
+    expect(page.locator('nav [aria-current="page"]')).to_have_text("Sessions")
+    page.click("#nav-dashboard")
+    page.wait_for_url(lab.url)
+    expect(page.locator("#nav-dashboard")).to_have_attribute("aria-current", "page")
