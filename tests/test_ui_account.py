@@ -1,5 +1,5 @@
 """The pages of one's own account in a real headless Chromium against the real server (issue 12):
-/sessions, and the section links of the layout that lead there.
+/sessions and /tokens, and the section links of the layout that lead there.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.browser import RECORD_WEBSOCKETS, HeadlessChromium, sign_in, wait_for_open_socket
-from tests.servers import ADMIN_PASSWORD, Lab, http_request
+from tests.servers import ADMIN_PASSWORD, Lab, http_request, wait_for
+from tests.test_ui_layout import assert_visible_focus_ring
 
 IPHONE = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 "
@@ -52,7 +53,7 @@ def test_revoking_a_session_on_the_sessions_page_signs_that_browser_out_within_2
         sign_in(there, lab, user["username"])
         there.add_init_script(RECORD_WEBSOCKETS)
         elsewhere = there.new_page()
-        elsewhere.goto(f"{lab.url}sessions")
+        elsewhere.goto(f"{lab.url}tokens")
         wait_for_open_socket(elsewhere)
 
         page = here.new_page()
@@ -62,7 +63,7 @@ def test_revoking_a_session_on_the_sessions_page_signs_that_browser_out_within_2
         other = page.locator("#sessions tbody tr:not(.current)")
         other.get_by_role("button", name=re.compile("^Revoke")).click()
         revoked_at = time.monotonic()
-        elsewhere.wait_for_url(f"{lab.url}login?next=%2Fsessions&reason=revoked", timeout=2000)
+        elsewhere.wait_for_url(f"{lab.url}login?next=%2Ftokens&reason=revoked", timeout=2000)
         assert time.monotonic() - revoked_at < 2.0
         expect(elsewhere.locator("#notice")).to_have_text("You were signed out from another device.")
 
@@ -143,6 +144,116 @@ def test_an_admin_lists_everyones_sessions_and_filters_them_by_user(
     expect(page.locator("#user-filter")).to_be_disabled()
 
 
+# -- /tokens -------------------------------------------------------------------------------
+
+
+def test_a_token_created_on_the_tokens_page_works_until_it_is_revoked_there(
+    lab: Lab, chromium: HeadlessChromium
+) -> None:
+    context = chromium.new_context()
+    try:
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=lab.url.rstrip("/"))
+        user = lab.create_user()
+        sign_in(context, lab, user["username"])
+        page = context.new_page()
+        page.goto(f"{lab.url}tokens")
+        expect(page.locator("#no-tokens")).to_be_visible()
+        page.fill("#token-name", "nightly backup")
+        page.fill("#token-days", "7")
+        page.click("#create")
+
+        expect(page.locator("#new-token")).to_be_visible()
+        expect(page.locator("#new-token-name")).to_have_text("nightly backup")
+        token = page.locator("#new-token-value").input_value()
+        assert status_with(lab, token) == 200
+        page.click("#copy")
+        expect(page.locator("#copy-status")).to_have_text("Copied to the clipboard.")
+        assert page.evaluate("navigator.clipboard.readText()") == token
+
+        row = page.locator("#tokens tbody tr", has_text="nightly backup")
+        expect(row).to_have_count(1)
+        prefix = row.locator('td[data-label="Prefix"] code').inner_text().rstrip("…")
+        assert len(prefix) >= 4 and token.startswith(prefix)
+        expect(row.locator('td[data-label="Last used"]')).to_have_text("never")
+        expected = time.strftime("%b %-d, %Y", time.localtime(time.time() + 7 * 86400))
+        expect(row.locator('td[data-label="Expires"]')).to_contain_text(expected)
+
+        # Shown once: gone from the page when the user is done, and never sent again.
+        page.click("#new-token-done")
+        expect(page.locator("#new-token")).to_be_hidden()
+        assert page.locator("#new-token-value").input_value() == ""
+        # Its use above is stored within the server's activity flush (10 s), then listed.
+        wait_for(lambda: used_at(lab, token), 15.0, "the token's last use to be stored")
+        page.reload()
+        expect(row.locator('td[data-label="Last used"]')).to_have_text("just now")
+        assert token not in page.content()
+
+        row.get_by_role("button", name="Revoke the token nightly backup").click()
+        dialog = page.locator("#revoke-dialog")
+        expect(dialog).to_be_visible()
+        expect(dialog).to_contain_text("Revoke “nightly backup”?")
+        page.click("#revoke-cancel")
+        expect(dialog).to_be_hidden()
+        assert status_with(lab, token) == 200
+
+        row.get_by_role("button", name="Revoke the token nightly backup").click()
+        page.click("#revoke-confirm")
+        expect(page.locator("#list-done")).to_have_text("Revoked “nightly backup”: it no longer works.")
+        expect(row).to_have_count(0)
+        assert status_with(lab, token) == 401
+        assert status_with(lab, token, "Bearer") == 401
+    finally:
+        context.close()
+
+
+def test_the_tokens_page_works_with_the_keyboard_alone(lab: Lab, page: Page) -> None:
+    user = lab.create_user()
+    sign_in(page.context, lab, user["username"])
+    page.goto(f"{lab.url}tokens")
+    expect(page.locator("#tokens")).not_to_have_attribute("aria-busy", "true")
+    page.focus("#token-name")
+    page.keyboard.type("ci")
+    page.keyboard.press("Tab")
+    assert_visible_focus_ring(page, "token-days")
+    page.keyboard.press("Control+A")
+    page.keyboard.type("30")
+    page.keyboard.press("Enter")
+    expect(page.locator("#new-token-value")).to_be_focused()
+    page.keyboard.press("Tab")
+    assert_visible_focus_ring(page, "copy")
+    page.keyboard.press("Tab")
+    assert_visible_focus_ring(page, "new-token-done")
+    page.keyboard.press("Space")
+    expect(page.locator("#new-token")).to_be_hidden()
+
+    revoke = page.get_by_role("button", name="Revoke the token ci")
+    revoke.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#revoke-cancel")).to_be_focused()  # the safe choice first
+    assert_visible_focus_ring(page, "revoke-cancel")
+    page.keyboard.press("Escape")
+    expect(page.locator("#revoke-dialog")).to_be_hidden()
+    expect(revoke).to_be_focused()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    assert_visible_focus_ring(page, "revoke-confirm")
+    page.keyboard.press("Space")
+    expect(page.locator("#no-tokens")).to_be_visible()
+    expect(page.locator("#token-name")).to_be_focused()
+
+
+def test_a_refused_token_says_why(lab: Lab, page: Page) -> None:
+    user = lab.create_user()
+    sign_in(page.context, lab, user["username"])
+    page.goto(f"{lab.url}tokens")
+    page.fill("#token-name", "x" * 5)
+    page.evaluate("document.getElementById('token-days').removeAttribute('max')")
+    page.fill("#token-days", "100000")
+    page.click("#create")
+    expect(page.locator("#create-error")).to_contain_text("expires_days must be a whole number from 1 to 365")
+    expect(page.locator("#new-token")).to_be_hidden()
+
+
 # -- the layout's links --------------------------------------------------------------------
 
 
@@ -155,12 +266,12 @@ def test_the_navigation_links_every_section_and_admins_also_get_users_and_audit(
     else:
         sign_in(context, lab, lab.create_user(role)["username"])
     page = context.new_page()
-    page.goto(f"{lab.url}sessions")
+    page.goto(f"{lab.url}tokens")
     sections = page.get_by_role("navigation", name="Pages").get_by_role("link")
     expect(sections).to_have_text(["Dashboard", "Sessions", "Settings", "Tokens", "Users", "Audit"][:links])
     expected = ["", "sessions", "settings", "tokens", "admin/users", "admin/audit"][:links]
     assert [sections.nth(i).get_attribute("href") for i in range(links)] == ["/" + p for p in expected]
-    expect(page.locator('nav [aria-current="page"]')).to_have_text("Sessions")
+    expect(page.locator('nav [aria-current="page"]')).to_have_text("Tokens")
     page.click("#nav-dashboard")
     page.wait_for_url(lab.url)
     expect(page.locator("#nav-dashboard")).to_have_attribute("aria-current", "page")

@@ -34,7 +34,17 @@ class SessionsPage(PageHandler):
         self.render("sessions.html")
 
 
+class TokensPage(PageHandler):
+    """Create (the secret shown once), list and revoke API tokens (tokens.js). The longest
+    lifetime the server accepts bounds the expiry field."""
+
+    @authenticated
+    def get(self) -> None:
+        self.render("tokens.html", max_days=self.config.auth.api_token_max_days)
+
+
 default_handlers = [
     (r"sessions", SessionsPage),
+    (r"tokens", TokensPage),
     (r"", DashboardPage),
 ]
