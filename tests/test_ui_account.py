@@ -1,5 +1,5 @@
 """The pages of one's own account in a real headless Chromium against the real server (issue 12):
-/sessions and /tokens, and the section links of the layout that lead there.
+/sessions, /tokens and /me, and the section links of the layout that lead there.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.browser import RECORD_WEBSOCKETS, HeadlessChromium, sign_in, wait_for_open_socket
-from tests.servers import ADMIN_PASSWORD, Lab, http_request, wait_for
+from tests.servers import ADMIN_PASSWORD, USER_PASSWORD, Lab, http_request, wait_for
 from tests.test_ui_layout import assert_visible_focus_ring
 
 IPHONE = (
@@ -254,6 +254,67 @@ def test_a_refused_token_says_why(lab: Lab, page: Page) -> None:
     expect(page.locator("#new-token")).to_be_hidden()
 
 
+# -- /me -----------------------------------------------------------------------------------
+
+
+def test_the_account_page_changes_the_display_name_everywhere_on_the_page(lab: Lab, page: Page) -> None:
+    user = lab.create_user()
+    sign_in(page.context, lab, user["username"])
+    page.goto(f"{lab.url}me")
+    expect(page.locator("#username")).to_have_text(user["username"])
+    page.fill("#display-name", "Ada Lovelace")
+    page.click("#save-name")
+    expect(page.locator("#name-done")).to_have_text("Saved: others now see you as “Ada Lovelace”.")
+    expect(page.locator("#nav-user")).to_have_text("Ada Lovelace")
+    assert lab.admin.get(f"/api/v1/users/{user['id']}").json()["display_name"] == "Ada Lovelace"
+    page.evaluate("document.getElementById('display-name').removeAttribute('maxlength')")
+    page.fill("#display-name", "x" * 129)
+    page.click("#save-name")
+    expect(page.locator("#name-error")).to_contain_text("at most 128 characters")
+    page.goto(lab.url)
+    expect(page.locator("#who")).to_have_text("Ada Lovelace")
+
+
+def test_the_account_page_changes_the_password_with_the_rule_shown_first(lab: Lab, page: Page) -> None:
+    user = lab.create_user()
+    elsewhere, _ = lab.login(user["username"])
+    sign_in(page.context, lab, user["username"])
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if r.url.endswith("/me/password") else None)
+    page.goto(f"{lab.url}me")
+    # The rule is on the page before anything is typed (config.yaml: password_min_length 8).
+    expect(page.locator("#password-rule")).to_have_text("At least 8 characters.")
+    expect(page.locator("#new-password")).to_have_attribute("minlength", "8")
+
+    page.fill("#current-password", USER_PASSWORD)
+    page.fill("#new-password", "a-new-password")
+    page.fill("#repeat-password", "a-new-passwort")
+    page.click("#change-password")
+    expect(page.locator("#password-error")).to_have_text(
+        "The two new passwords differ: type the same password twice."
+    )
+    expect(page.locator("#repeat-password")).to_have_attribute("aria-invalid", "true")
+    assert sent == []
+
+    page.fill("#current-password", "not-my-password")
+    page.fill("#repeat-password", "a-new-password")
+    page.click("#change-password")
+    expect(page.locator("#password-error")).to_have_text("The current password is incorrect.")
+    expect(page.locator("#current-password")).to_be_focused()
+
+    page.fill("#current-password", USER_PASSWORD)
+    page.click("#change-password")
+    expect(page.locator("#password-done")).to_have_text(
+        "Password changed. Your other sessions were signed out; this one stays."
+    )
+    expect(page.locator("#new-password")).to_have_value("")
+    assert elsewhere.get("/api/v1/me").code == 1002
+    lab.login(user["username"], "a-new-password")
+    page.click("#sessions-link")
+    page.wait_for_url(f"{lab.url}sessions")
+    expect(session_rows(page)).to_have_count(2)  # this one, and the login just made
+
+
 # -- the layout's links --------------------------------------------------------------------
 
 
@@ -272,6 +333,9 @@ def test_the_navigation_links_every_section_and_admins_also_get_users_and_audit(
     expected = ["", "sessions", "settings", "tokens", "admin/users", "admin/audit"][:links]
     assert [sections.nth(i).get_attribute("href") for i in range(links)] == ["/" + p for p in expected]
     expect(page.locator('nav [aria-current="page"]')).to_have_text("Tokens")
+    page.click("#nav-user")
+    page.wait_for_url(f"{lab.url}me")
+    expect(page.locator("#nav-user")).to_have_attribute("aria-current", "page")
     page.click("#nav-dashboard")
     page.wait_for_url(lab.url)
     expect(page.locator("#nav-dashboard")).to_have_attribute("aria-current", "page")

@@ -43,8 +43,18 @@ class TokensPage(PageHandler):
         self.render("tokens.html", max_days=self.config.auth.api_token_max_days)
 
 
+class MePage(PageHandler):
+    """Display name and password (me.js). The password rule is shown before anything is typed:
+    the minimum length comes from config.yaml, the maximum from bcrypt (72 bytes)."""
+
+    @authenticated
+    def get(self) -> None:
+        self.render("me.html", min_length=self.config.auth.password_min_length)
+
+
 default_handlers = [
     (r"sessions", SessionsPage),
     (r"tokens", TokensPage),
+    (r"me", MePage),
     (r"", DashboardPage),
 ]
