@@ -139,7 +139,7 @@ function showEvent(event) {
   item.dataset.eventType = event.event_type;
   const channel = document.createElement("span");
   channel.className = "channel";
-  channel.textContent = event.channel.startsWith("user:") ? "you" : event.channel;
+  channel.textContent = event.channel.startsWith("user:") ? "for you" : event.channel;
   const text = document.createElement("span");
   text.className = "what";
   text.textContent = describe(event);

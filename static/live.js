@@ -18,6 +18,7 @@ const CLOSE_REVOKED = 4001;
 const wanted = new Set(["settings"]);
 const watchers = [];
 let socket = null;
+let fetchingTicket = false;
 let failures = 0;
 let retryTimer = null;
 // The lab's event log position of the last event seen (ids are positions in one lab-wide log,
@@ -61,7 +62,7 @@ export function watch({ channels = [], position: from = null, ...handlers }) {
     wanted.add(channel);
     if (channel.startsWith("user:")) ownChannel = channel;
   }
-  if (from != null && position == null) position = from;
+  if (Number.isInteger(from) && position == null) position = from;
   if (handlers.onState) handlers.onState(state);
   if (socket && socket.readyState === WebSocket.OPEN && !awaitingReply) subscribe();
 }
@@ -164,15 +165,18 @@ async function signedOut() {
 
 async function connect() {
   clearTimeout(retryTimer);
-  if (socket) return;
+  if (socket || fetchingTicket) return; // one connection, however many reasons to reconnect
   if (!navigator.onLine) return setState("offline");
   setState(everSubscribed ? "reconnecting" : "connecting");
   let ticket;
+  fetchingTicket = true;
   try {
     ticket = (await api("POST", "api/v1/auth/ws-ticket")).ticket;
   } catch (failure) {
     if (failure.status !== 401) retryLater();
     return;
+  } finally {
+    fetchingTicket = false;
   }
   const scheme = location.protocol === "https:" ? "wss://" : "ws://";
   const opened = new WebSocket(scheme + location.host + base + "api/v1/ws?ticket=" + encodeURIComponent(ticket));
