@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,9 +30,23 @@ TICK = "test.tick"
 
 @pytest.fixture(scope="module")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """SQLite for the module's lab, like the other page tests; the resume test that needs
-    PostgreSQL starts its own server there."""
+    """SQLite for the module's lab, like the other page tests. Resuming reads a different event
+    log on each backend (memory, or the bus_events table), so the resume tests also run on a
+    PostgreSQL server of their own."""
     return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db-sqlite') / 'synthorg.db'}"
+
+
+@pytest.fixture(scope="module")
+def pg_lab(pg_cluster: PostgresCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    folder = tmp_path_factory.mktemp("pg-lab")
+    lab = Lab(ServerProcess(write_config(folder, pg_cluster.create_database("ui_dashboard"))).start())
+    yield lab
+    assert lab.server.terminate() == 0
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def either_lab(request: pytest.FixtureRequest) -> Lab:
+    return request.getfixturevalue("lab" if request.param == "sqlite" else "pg_lab")
 
 
 def person(page: Page, username: str):  # type: ignore[no-untyped-def]
@@ -184,7 +199,8 @@ def refuse_tickets(context: BrowserContext) -> list[str]:
     return refused
 
 
-def test_the_feed_has_no_gap_across_a_forced_reconnect(lab: Lab, context: BrowserContext) -> None:
+def test_the_feed_has_no_gap_across_a_forced_reconnect(either_lab: Lab, context: BrowserContext) -> None:
+    lab = either_lab
     user = lab.create_user()
     sign_in(context, lab, user["username"])
     context.add_init_script(RECORD_WEBSOCKETS)
