@@ -3,9 +3,9 @@
 // resumes by itself; this script shows what it carries.
 //
 // Presence is state, not history: the list is read from GET /api/v1/presence after every
-// (re)subscription and after every presence event, which the API sends when a user's first tab
-// opens or last tab closes. The number of tabs is as of the latest read: the API sends no event
-// when it changes between the two.
+// (re)subscription and after a user's first tab opens or last tab closes (presence.online and
+// .offline, which the feed shows); presence.updated carries a new number of tabs in between,
+// and only changes the list.
 import { api } from "./api.js";
 import { watch } from "./live.js";
 import { clearFailure, showFailure } from "./messages.js";
@@ -94,6 +94,13 @@ function onPresence(event) {
   const person = event.payload;
   if (event.event_type === "presence.online") people.set(person.user_id, { ...person, connections: 0 });
   if (event.event_type === "presence.offline") people.delete(person.user_id);
+  if (event.event_type === "presence.updated") {
+    const known = people.get(person.user_id);
+    if (known) known.connections = person.connections;
+    else people.set(person.user_id, person);
+    renderPeople();
+    return;
+  }
   renderPeople();
   readPresence();
 }
@@ -197,7 +204,7 @@ watch({
   position: Number.parseInt(root.dataset.eventPosition, 10),
   onEvent(event) {
     if (event.channel === "presence") onPresence(event);
-    showEvent(event);
+    if (event.event_type !== "presence.updated") showEvent(event);
   },
   onState: showState,
   onSubscribed,

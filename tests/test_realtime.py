@@ -173,13 +173,18 @@ async def test_presence_online_once_and_offline_once(lab: Lab) -> None:
     user = lab.create_user()
     _, body = lab.login(user["username"])
     tabs = [await connect(lab.url, token=body["token"]) for _ in range(2)]
-    online = await receive_until(watcher, lambda m: m.get("payload", {}).get("user_id") == user["id"])
-    assert online["event_type"] == "presence.online"
+    about = lambda m: m.get("payload", {}).get("user_id") == user["id"]  # noqa: E731
+    online = await receive_until(watcher, about)
+    assert (online["event_type"], online["payload"]["connections"]) == ("presence.online", 1)
+    second = await receive_until(watcher, about)
+    assert (second["event_type"], second["payload"]["connections"]) == ("presence.updated", 2)
     listed = {p["user_id"]: p for p in lab.admin.get("/api/v1/presence").json()}
     assert listed[user["id"]]["connections"] == 2 and listed[user["id"]]["username"] == user["username"]
     tabs[0].close()
+    one_left = await receive_until(watcher, about)
+    assert (one_left["event_type"], one_left["payload"]["connections"]) == ("presence.updated", 1)
     tabs[1].close()
-    offline = await receive_until(watcher, lambda m: m.get("payload", {}).get("user_id") == user["id"])
+    offline = await receive_until(watcher, about)
     assert offline["event_type"] == "presence.offline"  # no second online, no offline after tab one
     assert user["id"] not in {p["user_id"] for p in lab.admin.get("/api/v1/presence").json()}
     watcher.close()
@@ -358,3 +363,24 @@ async def test_hostile_since_values_get_invalid_since_and_the_socket_stays_open(
         assert reply == {"action": "error", "code": "invalid_since", "error": reply["error"]}, since
     assert await request(socket, {"action": "ping"}) == {"action": "pong"}
     socket.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_gap_longer_than_the_socket_can_queue_replays_its_newest_and_says_not_recovered(
+    lab: Lab,
+) -> None:
+    """outbound_queue_limit is 20 here: a 30-event gap must not trip the slow-client close."""
+    socket = await connect(lab.url, token=lab.admin.token)
+    await request(socket, {"action": "subscribe", "channels": ["lab"]})
+    assert publish(lab, "lab", "long.before", {}).status == 202
+    seen = (await receive_until(socket, lambda m: m.get("event_type") == "long.before"))["id"]
+    socket.close()
+    for n in range(30):
+        assert publish(lab, "lab", "long.missed", {"n": n}).status == 202
+    back = await connect(lab.url, token=lab.admin.token)
+    reply = await request(back, {"action": "subscribe", "channels": ["lab"], "since": {"lab": seen}})
+    assert reply["recovered"] is False
+    replayed = [await receive(back) for _ in range(10)]
+    assert [m["payload"]["n"] for m in replayed if m] == list(range(20, 30))  # the newest half-queue
+    assert await request(back, {"action": "ping"}) == {"action": "pong"}  # still open
+    back.close()

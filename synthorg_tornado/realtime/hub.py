@@ -196,12 +196,19 @@ class Hub:
             connection.write(json.dumps({**reply, "recovered": False}, separators=(",", ":")))
             connection.release()
             return
-        connection.write(json.dumps({**reply, "recovered": replay.recovered}, separators=(",", ":")))
-        for message in replay.messages:
-            for channel, event_type, payload in channel_events(message):
-                after = since.get(channel)
-                if after is not None and message.id > after and connection.accepts(channel, payload):
-                    connection.write(_event_text(channel, event_type, payload, message))
+        missed = [
+            _event_text(channel, event_type, payload, message)
+            for message in replay.messages
+            for channel, event_type, payload in channel_events(message)
+            if channel in since and message.id > since[channel] and connection.accepts(channel, payload)
+        ]
+        # Room in the socket's queue for the reply, the replay and what is held meanwhile: a
+        # longer gap sends its newest events and says it is not complete.
+        room = max(1, self.queue_limit // 2)
+        recovered = replay.recovered and len(missed) <= room
+        connection.write(json.dumps({**reply, "recovered": recovered}, separators=(",", ":")))
+        for text in missed[-room:]:
+            connection.write(text)
         connection.release()
 
     def _handle_unsubscribe(self, connection: Connection, message: dict[str, Any]) -> None:

@@ -60,7 +60,7 @@ _READ = text(
 )
 _REPLAY = text(
     "SELECT id, topic, payload, created_at FROM bus_events"
-    " WHERE id > :after AND id <= :through AND topic = ANY(:topics) ORDER BY id LIMIT :limit"
+    " WHERE id > :after AND id <= :through AND topic = ANY(:topics) ORDER BY id DESC LIMIT :limit"
 )
 _OLDEST = text("SELECT min(id) FROM bus_events")
 _NEWEST = text("SELECT coalesce(max(id), 0) FROM bus_events")
@@ -188,9 +188,10 @@ class PostgresBus(Bus):
                     },
                 )
             ).all()
+        # Newest first from the database: a gap too long to send keeps its latest part.
         complete = len(rows) <= self.max_replay
         recovered = complete and (oldest is None or oldest <= after + 1 or after >= through)
-        return Replay([_message(row) for row in rows[: self.max_replay]], recovered)
+        return Replay([_message(row) for row in reversed(rows[: self.max_replay])], recovered)
 
     async def prune(self) -> None:
         async with self.database.session() as session:

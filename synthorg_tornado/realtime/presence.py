@@ -11,7 +11,8 @@ Each process (a `node`) owns the counts of its own sockets and announces them on
 Every node applies those messages in log order to the same lab-wide table. `presence.online` and
 `presence.offline` are derived there, when a user's total crosses zero, so every node decides the
 same at the same point of the log and tells its own sockets: each subscriber sees one online for
-the first tab anywhere and one offline for the last tab everywhere. A node whose heartbeat is
+the first tab anywhere and one offline for the last tab everywhere, and `presence.updated` with
+the new number of tabs when it changes in between. A node whose heartbeat is
 older than `DEAD_AFTER_SECONDS` (killed, host lost) is dropped by each node on its own clock.
 """
 
@@ -33,7 +34,7 @@ log = logging.getLogger("synthorg.presence")
 
 HEARTBEAT_SECONDS = 10.0
 DEAD_AFTER_SECONDS = 30.0
-ONLINE, OFFLINE = "presence.online", "presence.offline"
+ONLINE, OFFLINE, UPDATED = "presence.online", "presence.offline", "presence.updated"
 
 # (event type, user payload, the message it was derived from)
 Emit = Callable[[str, dict[str, Any], Message], None]
@@ -158,13 +159,25 @@ class LabPresence:
     def _emit_crossings(
         self, before: dict[int, int], users: dict[int, Tabs | None], message: Message
     ) -> None:
+        """online on a user's first tab anywhere, offline on the last everywhere, and updated
+        (with the new total) when the count changes in between."""
         for user_id, was in before.items():
             now = self._total(user_id)
             tabs = users.get(user_id)
-            if tabs is None or (was > 0) == (now > 0):
+            if tabs is None or was == now:
                 continue
-            payload = {"user_id": str(user_id), "username": tabs.username, "display_name": tabs.display_name}
-            self.emit(ONLINE if now > 0 else OFFLINE, payload, message)
+            payload = {
+                "user_id": str(user_id),
+                "username": tabs.username,
+                "display_name": tabs.display_name,
+                "connections": now,
+            }
+            if was == 0:
+                self.emit(ONLINE, payload, message)
+            elif now == 0:
+                self.emit(OFFLINE, payload, message)
+            else:
+                self.emit(UPDATED, payload, message)
 
     def drop_silent_nodes(self) -> None:
         """Forget nodes not heard from for `DEAD_AFTER_SECONDS`, with `presence.offline` where
