@@ -332,24 +332,31 @@ async def test_sigterm_closes_every_socket_with_1001_and_exits_0(sqlite_url: str
         server.kill()
 
 
-@pytest.mark.gen_test(timeout=30)
-async def test_resume_with_since_replays_what_was_missed_on_either_backend(lab: Lab) -> None:
+async def miss_events(lab: Lab, count: int):  # type: ignore[no-untyped-def]
+    """A socket that saw one `lab` event and went away, `count` events published meanwhile, and
+    a new socket subscribing with `since`: its reply."""
     socket = await connect(lab.url, token=lab.admin.token)
-    await request(socket, {"action": "subscribe", "channels": ["lab", "settings"]})
-    assert publish(lab, "lab", "resume.before", {}).status == 202
-    seen = (await receive_until(socket, lambda m: m.get("event_type") == "resume.before"))["id"]
+    await request(socket, {"action": "subscribe", "channels": ["lab"]})
+    assert publish(lab, "lab", "gap.before", {}).status == 202
+    seen = (await receive_until(socket, lambda m: m.get("event_type") == "gap.before"))["id"]
     socket.close()
-    for n in range(3):
-        assert publish(lab, "lab", "resume.missed", {"n": n}).status == 202
+    for n in range(count):
+        assert publish(lab, "lab", "gap.missed", {"n": n}).status == 202
     back = await connect(lab.url, token=lab.admin.token)
     reply = await request(back, {"action": "subscribe", "channels": ["lab"], "since": {"lab": seen}})
+    return back, reply
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_resume_with_since_replays_what_was_missed_on_either_backend(lab: Lab) -> None:
+    back, reply = await miss_events(lab, 3)
     assert reply["recovered"] is True and reply["channels"] == [
         "lab",
         f"user:{lab.admin.get('/api/v1/me').json()['id']}",
     ]
     missed = [await receive(back) for _ in range(3)]
     assert [(m["event_type"], m["payload"]["n"]) for m in missed if m] == [
-        ("resume.missed", n) for n in range(3)
+        ("gap.missed", n) for n in range(3)
     ]
     assert await request(back, {"action": "ping"}) == {"action": "pong"}  # and nothing more
     back.close()
@@ -370,15 +377,7 @@ async def test_a_gap_longer_than_the_socket_can_queue_replays_its_newest_and_say
     lab: Lab,
 ) -> None:
     """outbound_queue_limit is 20 here: a 30-event gap must not trip the slow-client close."""
-    socket = await connect(lab.url, token=lab.admin.token)
-    await request(socket, {"action": "subscribe", "channels": ["lab"]})
-    assert publish(lab, "lab", "long.before", {}).status == 202
-    seen = (await receive_until(socket, lambda m: m.get("event_type") == "long.before"))["id"]
-    socket.close()
-    for n in range(30):
-        assert publish(lab, "lab", "long.missed", {"n": n}).status == 202
-    back = await connect(lab.url, token=lab.admin.token)
-    reply = await request(back, {"action": "subscribe", "channels": ["lab"], "since": {"lab": seen}})
+    back, reply = await miss_events(lab, 30)
     assert reply["recovered"] is False
     replayed = [await receive(back) for _ in range(10)]
     assert [m["payload"]["n"] for m in replayed if m] == list(range(20, 30))  # the newest half-queue
