@@ -69,6 +69,41 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (field 3, the state, comes first)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every live descendant (a supervisor's workers, nginx's, PostgreSQL's backends)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields:
+                parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending.extend(parents.get(current, []))
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process tree: every live member, plus what each has collected of
+    its children that already exited (cutime + cstime), so a short-lived backend still counts."""
+    total = 0
+    for member in process_tree(pid):
+        fields = _stat_fields(member)
+        if fields:
+            total += sum(int(value) for value in fields[11:15])
+    return total / CLOCK_TICKS
+
+
 def cpus_busy_seconds(cpus: set[int] | None) -> float:
     """Seconds the given CPUs spent on anything but idle (any process, interrupts too)."""
     if not cpus:

@@ -6,6 +6,11 @@
 - jupyter_server: with a token and, for B2, a real argon2 password hash, and with every Jupyter
   directory pointed into the temporary folder so nothing is read from or left in the home folder.
 
+For the scale-out benchmarks it also starts, on demand, a throwaway PostgreSQL cluster
+(`tests/servers.py`'s, one per run, one database per lab), more processes of an existing lab
+(`join=`: same database, same signing secret, no setup of their own), and a real nginx from the
+shipped `deploy/nginx/synthorg.conf` (`tests/nginx.py`'s) in front of one or more of them.
+
 `Servers` owns every process it starts and stops them all, by their own handles, on exit.
 """
 
@@ -121,13 +126,20 @@ class Servers:
         self._tmp = tempfile.TemporaryDirectory(prefix="synthorg-bench-")
         self.root = Path(self._tmp.name)
         self._running: list[tuple[subprocess.Popen, Any]] = []
+        # Stopped after the servers: nginx, the PostgreSQL cluster.
+        self._helpers = contextlib.ExitStack()
+        self._cluster: Any = None
+        self._certificate: tuple[Path, Path] | None = None
 
     def __enter__(self) -> Servers:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop_all()
-        self._tmp.cleanup()
+        try:
+            self.stop_all()
+        finally:
+            self._helpers.close()
+            self._tmp.cleanup()
 
     def _spawn(
         self, name: str, argv: list[str], cwd: Path, env: dict[str, str] | None = None
@@ -169,12 +181,30 @@ class Servers:
                 process.wait(STOP_TIMEOUT)
         log_file.close()
 
-    def synthorg(self, auth: dict[str, Any] | None = None, database_url: str | None = None) -> Target:
+    def synthorg(
+        self,
+        auth: dict[str, Any] | None = None,
+        database_url: str | None = None,
+        server: dict[str, Any] | None = None,
+        join: Target | None = None,
+    ) -> Target:
         """A fresh lab (SQLite unless `database_url` is given); returns the Bearer JWT of its first
-        admin as the credential."""
+        admin as the credential.
+
+        `server` adds keys to the `server` section (`host`, `processes`, `trusted_proxies`).
+        `join` starts another process of that lab instead: its database and signing secret, and
+        its admin's JWT, which every process of the lab accepts. Each lab on PostgreSQL gets a
+        secret file of its own that all its processes share, as several hosts must.
+        """
         folder = Path(tempfile.mkdtemp(prefix="synthorg-", dir=self.root))
+        if join is not None:
+            database_url = join.extra["config"]["database"]["url"]
+            auth = {**join.extra["config"]["auth"], **(auth or {})}
+        elif database_url and not database_url.startswith("sqlite"):
+            auth = {"secret_file": str(folder / "lab_secret"), **(auth or {})}
+        server = {"host": "127.0.0.1", "port": free_port(), **(server or {})}
         config = {
-            "server": {"host": "127.0.0.1", "port": free_port()},
+            "server": server,
             "database": {"url": database_url or f"sqlite+aiosqlite:///{folder / 'lab.db'}"},
             "auth": {"bcrypt_rounds": 4, **(auth or {})},
             "logging": {"access_log": False, "level": "WARNING", "format": "text"},
@@ -186,6 +216,19 @@ class Servers:
             [sys.executable, "-m", "synthorg_tornado", "serve", "--config", str(config_path)],
             folder,
         )
+        if join is not None:
+            # The lab has its admin already, so no setup line: the health endpoint says it is up.
+            base_url = f"http://{server['host']}:{server['port']}/"
+            wait_until_answering(base_url + "api/v1/health", STARTUP_TIMEOUT, process)
+            return Target(
+                name="synthorg-tornado",
+                base_url=base_url,
+                get_url=base_url + "api/v1/me",
+                get_headers=join.get_headers,
+                process=process,
+                log_path=log_path,
+                extra={**join.extra, "config": config, "config_path": config_path},
+            )
         match = _wait_for_line(log_path, SETUP_LINE, process)
         base_url, setup_token = match.group(1), match.group(2)
         wait_until_answering(base_url + "api/v1/health", STARTUP_TIMEOUT, process)
@@ -206,6 +249,52 @@ class Servers:
             process=process,
             log_path=log_path,
             extra={"config": config, "config_path": config_path, "admin_token": jwt},
+        )
+
+    def postgres(self, prefix: str) -> str:
+        """A new database on this run's throwaway PostgreSQL cluster, started on first use.
+
+        Raises RuntimeError when the PostgreSQL server binaries are missing."""
+        if self._cluster is None:
+            from tests.servers import throwaway_cluster
+
+            # Its own folder, outside ours (0700): initdb runs as `postgres` when we are root.
+            self._cluster = self._helpers.enter_context(throwaway_cluster("synthorg-bench-pg-"))
+        return self._cluster.create_database(prefix)
+
+    def postgres_pid(self) -> int | None:
+        """The postmaster's pid (its backends are its children), None before `postgres()`."""
+        if self._cluster is None:
+            return None
+        return int((self._cluster.data / "postmaster.pid").read_text().split()[0])
+
+    def nginx(self, backends: list[Target]) -> Target:
+        """A real nginx with the shipped site config (TLS, HTTP/1.1 keep-alive to the upstream),
+        every backend one `server` line of its `upstream`; the Target's URLs are nginx's."""
+        from tests.nginx import NGINX, NginxServer
+        from tests.servers import make_certificate
+
+        if not Path(NGINX).exists():
+            raise RuntimeError("nginx is not installed (Debian: apt-get install nginx-light)")
+        if self._certificate is None:
+            self._certificate = make_certificate(self.root / "tls", "localhost")
+        folder = Path(tempfile.mkdtemp(prefix="nginx-", dir=self.root))
+        # tests/nginx.py renders the shipped file's one `server` line; the others follow it.
+        hosts = [":".join(map(str, backend.host_port)) for backend in backends]
+        nginx = NginxServer(
+            folder, ";\n    server ".join(hosts), certificate=self._certificate[0], key=self._certificate[1]
+        )
+        self._helpers.callback(nginx.stop)
+        nginx.start()
+        assert nginx.process is not None
+        return Target(
+            name=f"nginx -> {', '.join(hosts)}",
+            base_url=nginx.https_url,
+            get_url=nginx.https_url + "api/v1/me",
+            get_headers=backends[0].get_headers,
+            process=nginx.process,
+            log_path=nginx.error_log,
+            extra={"nginx": nginx},
         )
 
     def raw_tornado(self) -> Target:
