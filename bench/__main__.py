@@ -1,4 +1,4 @@
-"""`python -m bench [b1|b2|b3|b4|b5|b6|all]`: run the benchmarks and print their tables
+"""`python -m bench [b1|b2|b3|b4|b5|b6|b4x|all]`: run the benchmarks and print their tables
 (see docs/BENCHMARKS.md)."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from bench import (
     b2_login_storm,
     b3_fanout,
     b4_revocation,
+    b4x_cross_process,
     b5_settings,
     b6_memory,
 )
@@ -24,6 +25,7 @@ BENCHMARKS = {
     "b4": b4_revocation,
     "b5": b5_settings,
     "b6": b6_memory,
+    "b4x": b4x_cross_process,
 }
 CHOICES = ", ".join(["all", *BENCHMARKS])
 
@@ -62,9 +64,14 @@ def parse_arguments() -> argparse.Namespace:
         "--fanout-saturate-duration", type=float, default=6.0, help="B3 saturating phase, seconds"
     )
     parser.add_argument("--fanout-rounds", type=int, default=2, help="B3 rounds (targets alternate)")
-    parser.add_argument("--revocations", type=int, default=200, help="B4 sessions revoked through the API")
+    parser.add_argument(
+        "--revocations", type=int, default=200, help="B4 and B4x sessions revoked through the API"
+    )
     parser.add_argument(
         "--cli-revocations", type=int, default=20, help="B4 sessions revoked with the command line"
+    )
+    parser.add_argument(
+        "--setting-updates", type=int, default=100, help="B4x setting writes on A watched on A and B"
     )
     parser.add_argument("--writers", type=int, default=16, help="B5 concurrent writers")
     parser.add_argument("--increments", type=int, default=100, help="B5 successful increments per writer")

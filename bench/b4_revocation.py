@@ -76,15 +76,16 @@ async def wait_closed(client: WebSocketClient) -> int | None:
 
 
 async def revoke_with_api(
-    target: Target, pairs: list[tuple[Login, WebSocketClient | None]]
+    target: Target, pairs: list[tuple[Login, WebSocketClient | None]], sockets_on: Target | None = None
 ) -> dict[str, Any]:
-    """Revoke each session; a None socket is opened (and subscribed) just before its revocation."""
+    """Revoke each session on `target`; a None socket is opened (and subscribed) just before its
+    revocation, on `sockets_on` (another process of the lab, B4x) or on `target`."""
     admin = HttpConnection(target.base_url)
     await admin.connect()
     headers = admin_headers(target)
     close_ms, reply_ms, problems = [], [], []
     for login, open_client in pairs:
-        client = open_client or (await open_sockets(target, [login]))[0]
+        client = open_client or (await open_sockets(sockets_on or target, [login]))[0]
         if client.closed.done():
             problems.append(f"{login.session_id[:8]}: closed early with {client.closed.result()}")
             continue
@@ -216,13 +217,13 @@ def run(options: Any) -> dict[str, Any]:
         results = asyncio.run(measure(target, options))
     api, cli = results["api"], results["cli"]
     rows = [
-        ["API: DELETE -> close, socket idle since set-up", *_figures(api["idle_socket"]["close"])],
-        ["API: DELETE -> close, socket opened just before", *_figures(api["just_opened_socket"]["close"])],
-        ["API: DELETE -> close, all", *_figures(api["close"])],
-        ["API: DELETE -> 204 reply, socket idle", *_figures(api["idle_socket"]["reply"])],
-        ["CLI: command start -> close frame", *_figures(cli["close_from_start"])],
-        ["CLI: command exit -> close frame", *_figures(cli["close_from_exit"])],
-        ["CLI: command run time", *_figures(cli["command"])],
+        ["API: DELETE -> close, socket idle since set-up", *figures(api["idle_socket"]["close"])],
+        ["API: DELETE -> close, socket opened just before", *figures(api["just_opened_socket"]["close"])],
+        ["API: DELETE -> close, all", *figures(api["close"])],
+        ["API: DELETE -> 204 reply, socket idle", *figures(api["idle_socket"]["reply"])],
+        ["CLI: command start -> close frame", *figures(cli["close_from_start"])],
+        ["CLI: command exit -> close frame", *figures(cli["close_from_exit"])],
+        ["CLI: command run time", *figures(cli["command"])],
     ]
     print()
     print(table(["measure", "count", "min ms", "p50 ms", "p99 ms", "max ms"], rows))
@@ -236,5 +237,5 @@ def run(options: Any) -> dict[str, Any]:
     return results
 
 
-def _figures(summary: dict[str, float]) -> list[Any]:
+def figures(summary: dict[str, float]) -> list[Any]:
     return [summary["count"], summary["min_ms"], summary["p50_ms"], summary["p99_ms"], summary["max_ms"]]
