@@ -1,4 +1,4 @@
-"""`python -m bench [b1|b2|b3|b4|b5|b6|b4x|all]`: run the benchmarks and print their tables
+"""`python -m bench [b1|b2|b3|b4|b5|b6|b4x|b7|all]`: run the benchmarks and print their tables
 (see docs/BENCHMARKS.md)."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from bench import (
     b4x_cross_process,
     b5_settings,
     b6_memory,
+    b7_scale_out,
 )
 from bench.clients import find_wrk
 from bench.report import machine, print_machine, write_json
@@ -26,6 +27,7 @@ BENCHMARKS = {
     "b5": b5_settings,
     "b6": b6_memory,
     "b4x": b4x_cross_process,
+    "b7": b7_scale_out,
 }
 CHOICES = ", ".join(["all", *BENCHMARKS])
 
@@ -44,12 +46,12 @@ def parse_arguments() -> argparse.Namespace:
         default="auto",
         help="B1 load generator: wrk when installed (auto), or bench.loadgen",
     )
-    parser.add_argument("--connections", type=int, default=16, help="B1 keep-alive connections")
+    parser.add_argument("--connections", type=int, default=16, help="B1 and B7 keep-alive connections")
     parser.add_argument(
-        "--duration", type=float, default=5.0, help="B1 seconds measured per target and round"
+        "--duration", type=float, default=5.0, help="B1 and B7 seconds measured per target and round"
     )
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before measuring")
-    parser.add_argument("--rounds", type=int, default=2, help="B1 rounds (targets alternate)")
+    parser.add_argument("--rounds", type=int, default=2, help="B1 and B7 rounds (targets alternate)")
     parser.add_argument(
         "--storm-duration", type=float, default=8.0, help="B2 seconds probed, idle and in the storm"
     )
