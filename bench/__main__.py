@@ -1,4 +1,4 @@
-"""`python -m bench [b1|b2|b3|b4|b5|b6|b4x|b7|all]`: run the benchmarks and print their tables
+"""`python -m bench [b1|b2|b3|b4|b5|b6|b4x|b7|b3x|all]`: run the benchmarks and print their tables
 (see docs/BENCHMARKS.md)."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from bench import (
     b1_authenticated_get,
     b2_login_storm,
     b3_fanout,
+    b3x_fanout_scale_out,
     b4_revocation,
     b4x_cross_process,
     b5_settings,
@@ -28,6 +29,7 @@ BENCHMARKS = {
     "b6": b6_memory,
     "b4x": b4x_cross_process,
     "b7": b7_scale_out,
+    "b3x": b3x_fanout_scale_out,
 }
 CHOICES = ", ".join(["all", *BENCHMARKS])
 
@@ -56,16 +58,24 @@ def parse_arguments() -> argparse.Namespace:
         "--storm-duration", type=float, default=8.0, help="B2 seconds probed, idle and in the storm"
     )
     parser.add_argument("--storm-clients", type=int, default=4, help="B2 clients posting wrong passwords")
-    parser.add_argument("--fanout-sockets", type=int, default=2000, help="B3 subscribed sockets")
-    parser.add_argument("--fanout-rate", type=float, default=10.0, help="B3 steady phase, events/s")
-    parser.add_argument("--fanout-duration", type=float, default=8.0, help="B3 steady phase, seconds")
+    parser.add_argument("--fanout-sockets", type=int, default=2000, help="B3 and B3x subscribed sockets")
+    parser.add_argument("--fanout-rate", type=float, default=10.0, help="B3 and B3x steady phase, events/s")
+    parser.add_argument("--fanout-duration", type=float, default=8.0, help="B3 and B3x steady phase, seconds")
     parser.add_argument(
-        "--fanout-saturate-rate", type=float, default=200.0, help="B3 saturating phase, events/s asked for"
+        "--fanout-saturate-rate",
+        type=float,
+        default=200.0,
+        help="B3 and B3x saturating phase, events/s asked for",
     )
     parser.add_argument(
-        "--fanout-saturate-duration", type=float, default=6.0, help="B3 saturating phase, seconds"
+        "--fanout-saturate-duration", type=float, default=6.0, help="B3 and B3x saturating phase, seconds"
     )
-    parser.add_argument("--fanout-rounds", type=int, default=2, help="B3 rounds (targets alternate)")
+    parser.add_argument(
+        "--fanout-placements",
+        default="pinned,unpinned",
+        help="B3x CPU placements, comma-separated: pinned (servers on one CPU), unpinned",
+    )
+    parser.add_argument("--fanout-rounds", type=int, default=2, help="B3 and B3x rounds (targets alternate)")
     parser.add_argument(
         "--revocations", type=int, default=200, help="B4 and B4x sessions revoked through the API"
     )

@@ -3,11 +3,12 @@
 The spec arrives on stdin (credentials never show in `ps`). Two modes:
 
 - `sockets`: open `len(headers)` WebSockets (one per entry of `headers`, the handshake headers of
-  that socket), at most `concurrency` handshakes at a time so the server's listen backlog never
-  overflows, optionally send `subscribe` on each and wait for the answer, then print
-  `ready <json>`. From then on it reads commands, one a line: `status` prints the counts so far
-  as JSON, `phase N` adds the arrivals and latencies of phase N, `report` prints everything and
-  exits. Received B3 events are counted per `phase` of
+  that socket; each to `url`, or to its own entry of `urls` when the sockets are spread over
+  several server processes, as in B3x), at most `concurrency` handshakes at a time so the
+  server's listen backlog never overflows, optionally send `subscribe` on each and wait for
+  the answer, then print `ready <json>`. From then on it reads commands, one a line: `status`
+  prints the counts so far as JSON, `phase N` adds the arrivals and latencies of phase N,
+  `report` prints everything and exits. Received B3 events are counted per `phase` of
   their payload, with their publish-to-receive latency. B6 uses it with no subscription and no
   events: it only holds the sockets open.
 - `publish`: post events at a steady `rate` for `duration` seconds over `in_flight` keep-alive
@@ -103,10 +104,10 @@ async def open_all(spec: dict[str, Any], receiver: Receiver) -> tuple[list[WebSo
     failures: Counter[str] = Counter()
     subscribe_text = spec.get("subscribe")
 
-    async def one(headers: dict[str, str]) -> WebSocketClient | None:
+    async def one(url: str, headers: dict[str, str]) -> WebSocketClient | None:
         async with gate:
             try:
-                client = await open_socket(spec["url"], headers, receiver.on_text)
+                client = await open_socket(url, headers, receiver.on_text)
                 if subscribe_text:
                     await subscribe(client, subscribe_text)
                 return client
@@ -114,7 +115,8 @@ async def open_all(spec: dict[str, Any], receiver: Receiver) -> tuple[list[WebSo
                 failures[f"{type(error).__name__}: {str(error)[:80]}"] += 1
                 return None
 
-    opened = await asyncio.gather(*(one(headers) for headers in spec["headers"]))
+    urls = spec.get("urls") or [spec["url"]] * len(spec["headers"])
+    opened = await asyncio.gather(*(one(url, h) for url, h in zip(urls, spec["headers"], strict=True)))
     return [client for client in opened if client is not None], failures
 
 
