@@ -10,8 +10,9 @@ so any number of increments fits; integer values stay exact). One increment:
 
 At the end the setting must equal its start plus writers x increments: any other value is a lost
 (or doubled) update. Reported: successful writes/s, 412s per success, and anything else the
-server answered. Run on SQLite, then on PostgreSQL (a throwaway cluster: `tests.servers
-.PostgresCluster`, initdb as the `postgres` user when run as root, fsync off like the tests).
+server answered. Run on SQLite, then on PostgreSQL (a throwaway cluster from `Servers.postgres`,
+that is `tests.servers.PostgresCluster`: initdb as the `postgres` user when run as root, fsync
+off like the tests).
 
 Nothing is pinned: on PostgreSQL the database server needs a core as much as ours does. An
 increment that meets `MAX_ATTEMPTS_PER_INCREMENT` 412s in a row starts again from the GET; every
@@ -23,11 +24,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from bench.accounts import admin_headers
@@ -140,16 +138,6 @@ async def contend(target: Target, writers: int, increments: int) -> dict[str, An
     }
 
 
-def postgres_url(stack: list[Any]) -> str:
-    from tests.servers import PostgresCluster
-
-    root = Path(tempfile.mkdtemp(prefix="synthorg-bench-pg-"))  # outside Servers' 0700 folder
-    cluster = PostgresCluster(root)
-    stack.append(lambda: (cluster.stop(), shutil.rmtree(root, ignore_errors=True)))
-    cluster.start()
-    return cluster.create_database("bench_settings")
-
-
 def run(options: Any) -> dict[str, Any]:
     backends = [name.strip() for name in options.databases.split(",") if name.strip()]
     print(
@@ -159,39 +147,34 @@ def run(options: Any) -> dict[str, Any]:
         flush=True,
     )
     results: dict[str, Any] = {}
-    cleanups: list[Any] = []
-    try:
-        with Servers(pin=False) as servers:
-            for backend in backends:
-                if backend == "sqlite":
-                    target = servers.synthorg()
-                elif backend == "postgresql":
-                    try:
-                        url = postgres_url(cleanups)
-                    except RuntimeError as error:  # no server binaries, or initdb refused
-                        print(f"  postgresql skipped: {error}", flush=True)
-                        continue
-                    target = servers.synthorg(database_url=url)
-                else:
-                    raise SystemExit(f"B5: unknown backend {backend!r} (sqlite, postgresql)")
+    with Servers(pin=False) as servers:
+        for backend in backends:
+            if backend == "sqlite":
+                target = servers.synthorg()
+            elif backend == "postgresql":
                 try:
-                    result = asyncio.run(contend(target, options.writers, options.increments))
-                finally:
-                    servers.stop(target)
-                results[backend] = result
-                print(
-                    f"  {backend:<10} {result['successes']} increments in {result['seconds']:.1f} s: "
-                    f"{result['writes_per_second']:.0f} writes/s, "
-                    f"{result['retries_per_success']:.2f} retries per success; "
-                    f"value {result['start_value']:g} -> {result['end_value']:g}, "
-                    f"lost updates {result['lost_updates']:g}"
-                    + (f"; other answers {result['other_answers']}" if result["other_answers"] else "")
-                    + ("" if result["complete"] else "; INCOMPLETE (deadline or attempt cap)"),
-                    flush=True,
-                )
-    finally:
-        for cleanup in reversed(cleanups):
-            cleanup()
+                    url = servers.postgres("bench_settings")
+                except RuntimeError as error:  # no server binaries, or initdb refused
+                    print(f"  postgresql skipped: {error}", flush=True)
+                    continue
+                target = servers.synthorg(database_url=url)
+            else:
+                raise SystemExit(f"B5: unknown backend {backend!r} (sqlite, postgresql)")
+            try:
+                result = asyncio.run(contend(target, options.writers, options.increments))
+            finally:
+                servers.stop(target)
+            results[backend] = result
+            print(
+                f"  {backend:<10} {result['successes']} increments in {result['seconds']:.1f} s: "
+                f"{result['writes_per_second']:.0f} writes/s, "
+                f"{result['retries_per_success']:.2f} retries per success; "
+                f"value {result['start_value']:g} -> {result['end_value']:g}, "
+                f"lost updates {result['lost_updates']:g}"
+                + (f"; other answers {result['other_answers']}" if result["other_answers"] else "")
+                + ("" if result["complete"] else "; INCOMPLETE (deadline or attempt cap)"),
+                flush=True,
+            )
     rows = [
         [
             backend,
