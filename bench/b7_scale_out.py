@@ -31,8 +31,14 @@ import time
 from statistics import mean
 from typing import Any
 
-from bench.clients import cpus_busy_seconds, process_tree, run_wrk, tree_cpu_seconds
-from bench.report import table, verdict
+from bench.clients import (
+    cpus_busy_seconds,
+    process_tree,
+    run_wrk,
+    tree_context_switches,
+    tree_cpu_seconds,
+)
+from bench.report import BUSY_WARNING, table, verdict
 from bench.servers import Servers, Target
 
 GOAL_CPU_RATIO = 1.1  # CPU per request with two processes / with one
@@ -85,17 +91,27 @@ def measure(nginx: Target, backends: list[Target], postgres_pid: int | None, opt
             "machine": cpus_busy_seconds(everything),
         }
 
+    def switches() -> tuple[int, int]:
+        counts = [tree_context_switches(backend.process.pid) for backend in backends]
+        return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+    switches_before = switches()
     before = snapshot()
     result = run_wrk(
         options.wrk, nginx.get_url, nginx.get_headers, options.connections, options.duration, None
     )
     after = snapshot()
+    switches_after = switches()
     used = {part: after[part] - before[part] for part in before}
     used["other"] = max(0.0, used["machine"] - sum(used[part] for part in PARTS[:-1]))
     requests = result["requests"] or 1
     result["cpu_seconds"] = used
     result["cpu_us_per_request"] = {part: 1e6 * used[part] / requests for part in (*PARTS, "machine")}
     result["cpu_percent"] = {part: 100 * used[part] / result["seconds"] for part in (*PARTS, "machine")}
+    result["server_switches_per_request"] = {
+        "voluntary": (switches_after[0] - switches_before[0]) / requests,
+        "involuntary": (switches_after[1] - switches_before[1]) / requests,
+    }
     result["workers"] = sum(len(process_tree(backend.process.pid)) for backend in backends)
     return result
 
@@ -107,9 +123,13 @@ def print_round(name: str, round_number: int, result: dict[str, Any]) -> None:
         f"  round {round_number} {name:<13} {result['rps']:>7,.0f} req/s  p99 {result['p99_ms']:6.2f} ms"
         f"  CPU us/req: server {per['server']:4.0f}  nginx {per['nginx']:4.0f}  wrk {per['wrk']:3.0f}"
         f"  postgres {per['postgres']:3.0f}  other {per['other']:3.0f}"
+        f"  server switches/req {sum(result['server_switches_per_request'].values()):.2f}"
         f"  (machine {result['cpu_percent']['machine']:3.0f}% of {100 * (os.cpu_count() or 1)}%)"
         + (f"  NON-2xx {bad}" if bad else "")
-        + (f"  errors {result['errors']}" if result["errors"] else ""),
+        + (f"  errors {result['errors']}" if result["errors"] else "")
+        + (
+            "  (BUSY: other work on the machine)" if result["cpu_percent"]["other"] > 2 * BUSY_WARNING else ""
+        ),
         flush=True,
     )
 
@@ -150,6 +170,10 @@ def run(options: Any) -> dict[str, Any]:
             "cpu_percent": {
                 part: mean(r["cpu_percent"][part] for r in results) for part in (*PARTS, "machine")
             },
+            "server_switches_per_request": {
+                kind: mean(r["server_switches_per_request"][kind] for r in results)
+                for kind in ("voluntary", "involuntary")
+            },
         }
         for name, results in runs.items()
     }
@@ -160,9 +184,13 @@ def run(options: Any) -> dict[str, Any]:
             [name, entry["rps"], entry["p50_ms"], entry["p99_ms"]]
             + [f"{per[part]:.0f} ({percent[part]:.0f}%)" for part in PARTS]
             + [f"{per['machine']:.0f} ({percent['machine']:.0f}%)"]
+            + [f"{entry['server_switches_per_request'][kind]:.2f}" for kind in ("voluntary", "involuntary")]
         )
-    print(f"\nmeans of {options.rounds} rounds; CPU us per request (share of one core)")
-    headers = ["configuration", "req/s", "p50 ms", "p99 ms", *PARTS, "machine"]
+    print(
+        f"\nmeans of {options.rounds} rounds; CPU us per request (share of one core); the server's "
+        "context switches per request, voluntary (its loops slept) and involuntary (it waited for a core)"
+    )
+    headers = ["configuration", "req/s", "p50 ms", "p99 ms", *PARTS, "machine", "vol sw", "invol sw"]
     print(table(headers, rows))
     one = means["1 process"]
     ratios: dict[str, dict[str, float]] = {}

@@ -104,6 +104,25 @@ def tree_cpu_seconds(pid: int) -> float:
     return total / CLOCK_TICKS
 
 
+def tree_context_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of every thread of a process tree, from /proc:
+    many involuntary ones mean the tree waited for a core, many voluntary ones that its event
+    loops went to sleep often, with little work per wake-up."""
+    voluntary = involuntary = 0
+    for member in process_tree(pid):
+        for status in Path(f"/proc/{member}/task").glob("*/status"):
+            try:
+                lines = status.read_text().splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    voluntary += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    involuntary += int(line.split()[1])
+    return voluntary, involuntary
+
+
 def cpus_busy_seconds(cpus: set[int] | None) -> float:
     """Seconds the given CPUs spent on anything but idle (any process, interrupts too)."""
     if not cpus:
