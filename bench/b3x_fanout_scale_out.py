@@ -35,6 +35,7 @@ from typing import Any
 from bench.b3_fanout import (
     IN_FLIGHT,
     PHASES,
+    SATURATED_SERVER_CPU,
     SUBSCRIBE,
     WARMUP_SECONDS,
     complete,
@@ -247,13 +248,15 @@ def run(options: Any) -> dict[str, Any]:
                         entry["server_cpu_us_per_message"],
                         f"{entry['postgres_cpu_percent']:.0f}%",
                         f"{entry['client_cpu_percent']:.0f}%",
+                        f"{entry['other_cpu_on_server_core_percent']:.0f}%" if placement == "pinned" else "-",
                     ]
                 )
     print(
-        f"\nmeans of {options.fanout_rounds} rounds (client CPU: the highest); server CPU summed over A and B"
+        f"\nmeans of {options.fanout_rounds} rounds; server CPU summed over A and B; client CPU and other "
+        "work on the servers' core (pinned only): the highest"
     )
     headers = ["placement: layout phase", "events/s", "msgs/s", "lost", "p50 ms", "p99 ms", "max ms"]
-    headers += ["server CPU", "CPU us/msg", "postgres CPU", "client CPU"]
+    headers += ["server CPU", "CPU us/msg", "postgres CPU", "client CPU", "max other"]
     print(table(headers, rows))
     print()
     ratios: dict[str, dict[str, float]] = {}
@@ -267,6 +270,13 @@ def run(options: Any) -> dict[str, Any]:
             / one["saturate"]["server_cpu_us_per_message"],
         }
         ratios[placement] = ratio
+        for name in LAYOUTS:
+            saturated = found["means"][name]["saturate"]["server_cpu_percent"]
+            if placement == "pinned" and saturated < SATURATED_SERVER_CPU:
+                print(
+                    f"WARNING: pinned {name} was not saturated ({saturated:.0f}% of the servers' core): "
+                    "its capacity figure is a floor (other work on that core, or too few posts in flight)"
+                )
         print(
             f"{placement}: A + B / 1 process: msgs/s at saturation {ratio['saturate_msgs_per_second']:.2f}, "
             f"steady p99 {ratio['steady_p99']:.2f} ({two['steady']['p99_ms']:.1f} vs "

@@ -32,6 +32,7 @@ from statistics import mean
 from typing import Any
 
 from bench.clients import (
+    cpu_seconds,
     cpus_busy_seconds,
     process_tree,
     run_wrk,
@@ -95,13 +96,17 @@ def measure(nginx: Target, backends: list[Target], postgres_pid: int | None, opt
         counts = [tree_context_switches(backend.process.pid) for backend in backends]
         return sum(c[0] for c in counts), sum(c[1] for c in counts)
 
-    switches_before = switches()
+    def per_process() -> dict[int, float]:
+        """CPU of each serving process: is the load split evenly between the workers?"""
+        return {pid: cpu_seconds(pid) for backend in backends for pid in process_tree(backend.process.pid)}
+
+    switches_before, split_before = switches(), per_process()
     before = snapshot()
     result = run_wrk(
         options.wrk, nginx.get_url, nginx.get_headers, options.connections, options.duration, None
     )
     after = snapshot()
-    switches_after = switches()
+    switches_after, split_after = switches(), per_process()
     used = {part: after[part] - before[part] for part in before}
     used["other"] = max(0.0, used["machine"] - sum(used[part] for part in PARTS[:-1]))
     requests = result["requests"] or 1
@@ -112,7 +117,11 @@ def measure(nginx: Target, backends: list[Target], postgres_pid: int | None, opt
         "voluntary": (switches_after[0] - switches_before[0]) / requests,
         "involuntary": (switches_after[1] - switches_before[1]) / requests,
     }
-    result["workers"] = sum(len(process_tree(backend.process.pid)) for backend in backends)
+    shares = [split_after[pid] - split_before.get(pid, 0.0) for pid in split_after]
+    # Shares of the server's CPU, busiest first; a supervisor's (it serves nothing) is left out.
+    result["server_split_percent"] = sorted(
+        (100 * share / used["server"] for share in shares if share > 0.01 * used["server"]), reverse=True
+    )
     return result
 
 
@@ -124,6 +133,7 @@ def print_round(name: str, round_number: int, result: dict[str, Any]) -> None:
         f"  CPU us/req: server {per['server']:4.0f}  nginx {per['nginx']:4.0f}  wrk {per['wrk']:3.0f}"
         f"  postgres {per['postgres']:3.0f}  other {per['other']:3.0f}"
         f"  server switches/req {sum(result['server_switches_per_request'].values()):.2f}"
+        f"  split {'/'.join(f'{share:.0f}' for share in result['server_split_percent'])}%"
         f"  (machine {result['cpu_percent']['machine']:3.0f}% of {100 * (os.cpu_count() or 1)}%)"
         + (f"  NON-2xx {bad}" if bad else "")
         + (f"  errors {result['errors']}" if result["errors"] else "")
@@ -174,6 +184,7 @@ def run(options: Any) -> dict[str, Any]:
                 kind: mean(r["server_switches_per_request"][kind] for r in results)
                 for kind in ("voluntary", "involuntary")
             },
+            "busiest_process_percent": mean(max(r["server_split_percent"], default=0.0) for r in results),
         }
         for name, results in runs.items()
     }
@@ -185,12 +196,24 @@ def run(options: Any) -> dict[str, Any]:
             + [f"{per[part]:.0f} ({percent[part]:.0f}%)" for part in PARTS]
             + [f"{per['machine']:.0f} ({percent['machine']:.0f}%)"]
             + [f"{entry['server_switches_per_request'][kind]:.2f}" for kind in ("voluntary", "involuntary")]
+            + [f"{entry['busiest_process_percent']:.0f}%"]
         )
     print(
         f"\nmeans of {options.rounds} rounds; CPU us per request (share of one core); the server's "
-        "context switches per request, voluntary (its loops slept) and involuntary (it waited for a core)"
+        "context switches per request, voluntary (its loops slept) and involuntary (it waited for a core); "
+        "the busiest serving process's share of the server's CPU"
     )
-    headers = ["configuration", "req/s", "p50 ms", "p99 ms", *PARTS, "machine", "vol sw", "invol sw"]
+    headers = [
+        "configuration",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        *PARTS,
+        "machine",
+        "vol sw",
+        "invol sw",
+        "busiest",
+    ]
     print(table(headers, rows))
     one = means["1 process"]
     ratios: dict[str, dict[str, float]] = {}
