@@ -279,11 +279,8 @@ class Servers:
         if self._certificate is None:
             self._certificate = make_certificate(self.root / "tls", "localhost")
         folder = Path(tempfile.mkdtemp(prefix="nginx-", dir=self.root))
-        # tests/nginx.py renders the shipped file's one `server` line; the others follow it.
         hosts = [":".join(map(str, backend.host_port)) for backend in backends]
-        nginx = NginxServer(
-            folder, ";\n    server ".join(hosts), certificate=self._certificate[0], key=self._certificate[1]
-        )
+        nginx = NginxServer(folder, hosts, certificate=self._certificate[0], key=self._certificate[1])
         self._helpers.callback(nginx.stop)
         nginx.start()
         assert nginx.process is not None
