@@ -17,6 +17,7 @@ from synthorg_tornado.handlers import (
     metrics,
     pages,
     pages_account,
+    pages_admin,
     realtime,
     settings,
     tokens,
@@ -27,7 +28,20 @@ from synthorg_tornado.services import Services
 
 STATIC_DIR = resource_dir("static")
 
-HANDLER_MODULES = (health, auth, me, users, tokens, settings, realtime, audit, metrics, pages_account, pages)
+HANDLER_MODULES = (
+    health,
+    auth,
+    me,
+    users,
+    tokens,
+    settings,
+    realtime,
+    audit,
+    metrics,
+    pages_account,
+    pages_admin,
+    pages,
+)
 
 
 def make_app(config: Config, services: Services) -> web.Application:

@@ -1,0 +1,27 @@
+"""The pages that run the lab: its settings (read by everyone, written by the roles each setting
+names) and, for admins, the users and the audit log.
+
+Each page is a shell inside the layout; its script (static/settings.js, users.js, audit.js)
+reads and writes through the public API, so the page shows exactly what a script would see and
+every refusal comes back as the API's own problem+json. A non-admin asking for an admin page
+gets the 403 page inside the layout, before any of it is rendered.
+"""
+
+from __future__ import annotations
+
+from synthorg_tornado.handlers.decorators import authenticated
+from synthorg_tornado.handlers.page_base import PageHandler
+
+
+class SettingsPage(PageHandler):
+    """Every setting, grouped by namespace. Who may edit what is the API's `write_roles`; the
+    page only hides editors a role could not use (the API refuses them anyway)."""
+
+    @authenticated
+    def get(self) -> None:
+        self.render("settings.html")
+
+
+default_handlers = [
+    (r"settings", SettingsPage),
+]
