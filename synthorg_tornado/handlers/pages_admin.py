@@ -9,7 +9,8 @@ gets the 403 page inside the layout, before any of it is rendered.
 
 from __future__ import annotations
 
-from synthorg_tornado.handlers.decorators import authenticated
+from synthorg_tornado.auth import roles
+from synthorg_tornado.handlers.decorators import authenticated, require_role
 from synthorg_tornado.handlers.page_base import PageHandler
 
 
@@ -22,6 +23,17 @@ class SettingsPage(PageHandler):
         self.render("settings.html")
 
 
+class UsersPage(PageHandler):
+    @require_role(roles.ADMIN)
+    def get(self) -> None:
+        self.render(
+            "admin_users.html",
+            roles=roles.ROLES,
+            min_length=self.config.auth.password_min_length,
+        )
+
+
 default_handlers = [
     (r"settings", SettingsPage),
+    (r"admin/users", UsersPage),
 ]
