@@ -4,8 +4,9 @@
 // page says so. On reconnecting it subscribes with `since` (the last event id seen on each
 // channel); when the server cannot replay everything missed (`recovered` is not true, or
 // nothing was seen yet) the page is told to re-read its state over HTTP instead.
-// A close with 4001 (session revoked, user disabled) asks the API who we are: the 401 that
-// follows sends the browser to the login page with the server's reason.
+// A close with 4001 (session revoked, user disabled) ends it for good. Sending the browser to the
+// login page is the layout's live.js's job, on every signed-in page: a second redirect from here
+// would only abort the first one mid-way.
 import { api, base } from "./api.js";
 
 const RETRY_CAP_MS = 30000;
@@ -17,15 +18,6 @@ let leaving = false;
 addEventListener("beforeunload", () => {
   leaving = true;
 });
-
-async function signedOut() {
-  try {
-    await api("GET", "api/v1/me");
-  } catch {
-    return; // a 401 has sent the browser to the login page already
-  }
-  location.reload();
-}
 
 // `onEvent(event)` for every event; `onResync()` when the page must re-read its state;
 // `status` a role="status" element that says whether updates are live.
@@ -92,7 +84,7 @@ export function follow(channels, { onEvent, onResync, status }) {
     };
     socket.onclose = (event) => {
       if (leaving) return;
-      if (event.code === 4001) signedOut();
+      if (event.code === 4001) show("Signed out.", "closed");
       else retry();
     };
   }
