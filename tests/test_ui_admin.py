@@ -6,6 +6,7 @@ filters and cursor paging. Non-admins get the 403 page."""
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -215,8 +216,140 @@ def test_online_now_follows_presence_live(
     expect(presence).to_contain_text("offline")
 
 
+def audit_rows(page: Page) -> Locator:
+    return page.locator("#audit-body tr[data-action]")
+
+
+def cells(row: Locator) -> dict[str, str]:
+    """One audit row, by the column each cell belongs to."""
+    texts = row.locator("td").all_inner_texts()
+    labels = [cell.get_attribute("data-label") for cell in row.locator("td").all()]
+    return dict(zip(labels, texts, strict=True))
+
+
+def test_a_user_created_then_disabled_from_the_page_is_sent_to_login_within_2_s_and_the_audit_lists_it_all(
+    lab: Lab, context: BrowserContext, second_context: BrowserContext
+) -> None:
+    admin_page, admin = users_page(context, lab)
+    name = fresh_name("visitor")
+    create_from_the_page(admin_page, name)
+    expect(admin_page.locator("#users-status")).to_have_text(f"{name} was created as a member.")
+
+    # The new user logs in on the login page and keeps a page open.
+    user_page = second_context.new_page()
+    user_page.goto(f"{lab.url}login?next=%2Fsettings")
+    user_page.fill("#username", name)
+    user_page.fill("#password", USER_PASSWORD)
+    user_page.click("#login")
+    user_page.wait_for_url(f"{lab.url}settings")
+    expect(user_page.locator("#live-status")).to_have_text(LIVE)
+    target = user_row(admin_page, name)
+    expect(target.locator(".status")).to_contain_text("online now")
+
+    target.locator("button.toggle").click()
+    disabled_at = time.monotonic()
+    expect(user_page).to_have_url(
+        re.compile(re.escape(f"{lab.url}login?") + ".*reason=revoked"), timeout=2000
+    )
+    assert time.monotonic() - disabled_at < 2.0
+    expect(user_page.locator("#notice")).to_have_text("You were signed out from another device.")
+    expect(admin_page.locator("#users-status")).to_have_text(
+        f"{name} is disabled; their sessions have ended."
+    )
+
+    admin_page.goto(f"{lab.url}admin/audit")
+    about_them = admin_page.locator(f'#audit-body tr[data-target="{name}"]')
+    expect(about_them).to_have_count(3)
+    listed = [cells(row) for row in about_them.all()]
+    assert [(entry["Action"], entry["Actor"], entry["Outcome"]) for entry in listed] == [
+        ("user.update", admin["username"], "success"),
+        ("auth.login", name, "success"),
+        ("user.create", admin["username"], "success"),
+    ]
+    assert listed[0]["Detail"] == "disabled: true"
+    assert listed[2]["Detail"] == "role: member"
+    assert {entry["IP address"] for entry in listed} == {"127.0.0.1"}
+
+
+def test_audit_filters_and_cursor_paging_forward_and_back(lab: Lab, context: BrowserContext) -> None:
+    writer = lab.create_user("manager")
+    client, _ = lab.login(writer["username"])
+    for step in range(23):
+        reply = client.put(
+            "/api/v1/settings/budget/monthly_limit", {"value": 1000 + step}, headers={"If-Match": "*"}
+        )
+        assert reply.status == 200, reply
+    page, _ = as_admin(context, lab, "admin/audit")
+    page.fill("#filter-actor", writer["username"])
+    page.fill("#filter-action", "setting.update")
+    page.select_option("#filter-limit", "10")
+    page.click("#apply-filters")
+    expect(page).to_have_url(re.compile(r"actor=" + writer["username"] + r"&action=setting.update&limit=10$"))
+
+    def values_shown() -> list[str]:
+        expect(page.locator("#audit-body")).not_to_have_attribute("aria-busy", "true")
+        return [re.search(r"value: (\d+)", cells(row)["Detail"]).group(1) for row in audit_rows(page).all()]
+
+    newest_first = [str(1000 + step) for step in reversed(range(23))]
+    expect(audit_rows(page)).to_have_count(10)
+    assert values_shown() == newest_first[:10]
+    expect(page.locator("#previous-page")).to_be_disabled()
+    page.click("#next-page")
+    expect(page.locator("#page-number")).to_have_text("Page 2")
+    assert values_shown() == newest_first[10:20]
+    page.click("#next-page")
+    expect(page.locator("#page-number")).to_have_text("Page 3")
+    assert values_shown() == newest_first[20:]
+    expect(page.locator("#next-page")).to_be_disabled()
+    expect(page.locator("#previous-page")).to_be_focused()
+    page.click("#previous-page")
+    expect(page.locator("#page-number")).to_have_text("Page 2")
+    assert values_shown() == newest_first[10:20]
+    page.click("#previous-page")
+    expect(page.locator("#page-number")).to_have_text("Page 1")
+    assert values_shown() == newest_first[:10]
+
+    row = cells(audit_rows(page).first)
+    assert (row["Target"], row["IP address"], row["Outcome"]) == (
+        "budget.monthly_limit",
+        "127.0.0.1",
+        "success",
+    )
+
+    # A time range after every entry, then one that holds them all.
+    page.fill("#filter-since", "2099-01-01T00:00:00")
+    page.click("#apply-filters")
+    expect(page.locator("#audit-body")).to_have_text("No entries match these filters.")
+    page.fill("#filter-since", "2000-01-01T00:00:00")
+    page.fill("#filter-until", "2099-01-01T00:00:00")
+    page.click("#apply-filters")
+    expect(audit_rows(page)).to_have_count(10)
+    page.fill("#filter-until", "2000-01-02T00:00:00")
+    page.click("#apply-filters")
+    expect(page.locator("#audit-body")).to_have_text("No entries match these filters.")
+
+    # The filters are in the address: a reload shows the same view.
+    page.click("#clear-filters")
+    expect(page).to_have_url(f"{lab.url}admin/audit")
+    page.goto(f"{lab.url}admin/audit?actor={writer['username']}&limit=10")
+    expect(page.locator("#filter-actor")).to_have_value(writer["username"])
+    expect(audit_rows(page)).to_have_count(10)
+
+
+def test_a_refused_login_is_listed_with_its_outcome(lab: Lab, context: BrowserContext) -> None:
+    member = lab.create_user()
+    reply = lab.client().post(
+        "/api/v1/auth/login", {"username": member["username"], "password": "wrong-password"}
+    )
+    assert reply.status == 401
+    page, _ = as_admin(context, lab, f"admin/audit?action=auth.login&actor={member['username']}")
+    expect(audit_rows(page)).to_have_count(1)
+    row = cells(audit_rows(page).first)
+    assert (row["Target"], row["IP address"], row["Outcome"]) == (member["username"], "127.0.0.1", "failure")
+
+
 @pytest.mark.parametrize("role", ["observer", "member", "manager"])
-@pytest.mark.parametrize("path", ["admin/users"])
+@pytest.mark.parametrize("path", ["admin/users", "admin/audit"])
 def test_non_admins_get_the_403_page_for_admin_pages(lab: Lab, page: Page, path: str, role: str) -> None:
     user = lab.create_user(role)
     sign_in(page.context, lab, user["username"])

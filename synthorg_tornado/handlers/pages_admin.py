@@ -33,7 +33,33 @@ class UsersPage(PageHandler):
         )
 
 
+# Offered as suggestions in the action filter; any other action can still be typed.
+AUDIT_ACTIONS = (
+    "auth.login",
+    "auth.logout",
+    "auth.setup",
+    "auth.token_login",
+    "session.revoke",
+    "setting.reset",
+    "setting.update",
+    "token.create",
+    "token.revoke",
+    "user.create",
+    "user.delete",
+    "user.password",
+    "user.unlock",
+    "user.update",
+)
+
+
+class AuditPage(PageHandler):
+    @require_role(roles.ADMIN)
+    def get(self) -> None:
+        self.render("admin_audit.html", actions=AUDIT_ACTIONS)
+
+
 default_handlers = [
     (r"settings", SettingsPage),
     (r"admin/users", UsersPage),
+    (r"admin/audit", AuditPage),
 ]
