@@ -358,3 +358,15 @@ def test_non_admins_get_the_403_page_for_admin_pages(lab: Lab, page: Page, path:
     expect(page.locator("h1")).to_have_text("Not allowed")
     expect(page.locator("#logout")).to_be_visible()
     expect(page.locator("#main").locator("input, select, textarea, table, dialog")).to_have_count(0)
+
+
+@pytest.mark.parametrize("path", ["settings", "admin/users", "admin/audit"])
+def test_the_pages_are_inside_the_layout_with_the_lab_name_in_the_title(
+    lab: Lab, context: BrowserContext, path: str
+) -> None:
+    page, admin = as_admin(context, lab, path)
+    nav = page.get_by_role("navigation", name="Lab")
+    expect(nav.locator("#lab-name")).to_be_visible()
+    expect(nav.locator("#nav-user")).to_have_text(admin["username"])
+    expect(nav.locator("#logout")).to_be_visible()
+    assert page.title().endswith(" · " + lab.admin.get("/api/v1/settings/ui/lab_name").json()["value"])
