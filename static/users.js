@@ -37,7 +37,7 @@ function statusCell(user) {
   const connections = online.get(user.id) || 0;
   const state = user.disabled ? h("span", { class: "badge off" }, "disabled") : h("span", { class: "badge" }, "active");
   const presence = connections
-    ? h("span", { class: "badge on" }, `online now · ${connections} ${connections === 1 ? "tab" : "tabs"}`)
+    ? h("span", { class: "badge on" }, `online now · ${connections} connection${connections === 1 ? "" : "s"}`)
     : h("span", { class: "muted" }, "offline");
   return [state, " ", presence];
 }
@@ -85,21 +85,30 @@ function actions(user) {
 
 function render(user) {
   const known = users.get(user.id);
-  const name = [h("strong", { class: "username" }, user.username)];
-  if (user.display_name) name.push(h("br"), h("span", { class: "muted display-name" }, user.display_name));
+  const who = [h("strong", { class: "username" }, user.username)];
+  if (user.display_name) who.push(h("br"), h("span", { class: "muted display-name" }, user.display_name));
   const row = h(
     "tr",
     { "data-user": user.username, "data-id": user.id },
-    h("th", { scope: "row", "data-label": "User" }, name),
+    h("th", { scope: "row", "data-label": "User" }, who),
     h("td", { "data-label": "Role" }, roleCell(user)),
     h("td", { "data-label": "Status", class: "status" }, statusCell(user)),
     h("td", { "data-label": "Last login" }, timeElement(user.last_login_at)),
     h("td", { "data-label": "Actions" }, actions(user)),
   );
+  // A keyboard user keeps their place: the same control of the new row takes the focus.
+  const focused = known && known.row.contains(document.activeElement) && document.activeElement.classList;
+  const control = focused && [...focused].find((token) => !["secondary", "outline"].includes(token));
   if (known) known.row.replaceWith(row);
   else body.append(row);
   users.set(user.id, { user, row });
   filter();
+  if (control) focusIn(user.id, control);
+}
+
+function focusIn(id, name) {
+  const control = users.get(id)?.row.querySelector(`.${name}`) || search;
+  control.focus();
 }
 
 function filter() {
@@ -230,6 +239,7 @@ passwordForm.addEventListener("submit", async (event) => {
     const user = passwordDialog.user;
     render(await api("PATCH", `api/v1/users/${user.id}`, { body: { password } }));
     passwordDialog.close();
+    focusIn(user.id, "reset");
     const ended = user.id === myId ? "your other sessions have ended" : "their sessions have ended";
     report(`The password of ${user.username} was reset; ${ended}.`);
   } catch (error) {

@@ -211,7 +211,7 @@ def test_online_now_follows_presence_live(
     sign_in(second_context, lab, member["username"])
     other = second_context.new_page()
     other.goto(lab.url)
-    expect(presence).to_contain_text("online now · 1 tab")
+    expect(presence).to_contain_text("online now · 1 connection")
     other.close()
     expect(presence).to_contain_text("offline")
 
@@ -370,3 +370,33 @@ def test_the_pages_are_inside_the_layout_with_the_lab_name_in_the_title(
     expect(nav.locator("#nav-user")).to_have_text(admin["username"])
     expect(nav.locator("#logout")).to_be_visible()
     assert page.title().endswith(" · " + lab.admin.get("/api/v1/settings/ui/lab_name").json()["value"])
+
+
+def test_the_users_page_works_from_the_keyboard_and_keeps_the_focus_in_place(
+    lab: Lab, context: BrowserContext
+) -> None:
+    page, _ = users_page(context, lab)
+    member = lab.create_user()
+    page.reload()
+    target = user_row(page, member["username"])
+    toggle = target.locator("button.toggle")
+    toggle.focus()
+    page.keyboard.press("Enter")
+    expect(target.locator(".badge.off")).to_have_text("disabled")
+    # The row is drawn again from the API's answer; the focus is on its new button.
+    expect(target.locator("button.toggle")).to_be_focused()
+    expect(target.locator("button.toggle")).to_have_text(re.compile(r"^Enable"))
+    page.keyboard.press("Space")
+    expect(target.locator("button.toggle")).to_have_text(re.compile(r"^Disable"))
+    expect(target.locator("button.toggle")).to_be_focused()
+
+    page.keyboard.press("Tab")
+    expect(target.locator("button.reset")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(target.locator("button.delete")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#delete-cancel")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.locator("#delete-dialog")).to_be_hidden()
+    expect(target.locator("button.delete")).to_be_focused()
+    assert user_named(lab, member["username"]) is not None
