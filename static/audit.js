@@ -4,8 +4,9 @@
 // live in the address, so a filtered view can be reloaded or shared; times are typed in the
 // browser's own time zone and sent in UTC.
 import { api } from "./api.js";
+import { h } from "./elements.js";
 import { clearFailure, showFailure } from "./messages.js";
-import { exactTime, h, relative } from "./elements.js";
+import { ago } from "./when.js";
 
 const form = document.getElementById("audit-filters");
 const body = document.getElementById("audit-body");
@@ -15,6 +16,9 @@ const previous = document.getElementById("previous-page");
 const next = document.getElementById("next-page");
 const pageNumber = document.getElementById("page-number");
 const FILTERS = ["actor", "action", "since", "until", "limit"];
+// An audit trail is read to the second (when.js shows minutes): entries of one minute differ.
+const lang = document.documentElement.lang || "en";
+const exact = new Intl.DateTimeFormat(lang, { dateStyle: "medium", timeStyle: "medium" });
 
 let cursors = [null]; // cursors[i] opens page i + 1
 let index = 0;
@@ -64,19 +68,25 @@ function detailText(detail) {
     .join(", ");
 }
 
+// One value in a box of its own: on a phone it sits beside its label (style.css).
+function cell(label, ...content) {
+  return h("td", { "data-label": label }, h("div", {}, ...content));
+}
+
 function row(entry) {
   const outcome = entry.outcome === "success" ? "badge" : "badge off";
+  const none = () => h("span", { class: "muted" }, "none");
   const at = entry.at;
   return h(
     "tr",
     { "data-action": entry.action, "data-target": entry.target },
-    h("td", { "data-label": "When" }, h("time", { datetime: at, title: relative(new Date(at)) }, exactTime(at))),
-    h("td", { "data-label": "Actor" }, entry.actor),
-    h("td", { "data-label": "Action" }, h("code", {}, entry.action)),
-    h("td", { "data-label": "Target" }, entry.target || h("span", { class: "muted" }, "none")),
-    h("td", { "data-label": "IP address" }, entry.ip_address || h("span", { class: "muted" }, "none")),
-    h("td", { "data-label": "Outcome" }, h("span", { class: outcome }, entry.outcome)),
-    h("td", { "data-label": "Detail", class: "detail" }, detailText(entry.detail)),
+    cell("When", h("time", { datetime: at, title: ago(at) }, exact.format(new Date(at)))),
+    cell("Actor", entry.actor),
+    cell("Action", h("code", {}, entry.action)),
+    cell("Target", entry.target || none()),
+    cell("IP address", entry.ip_address || none()),
+    cell("Outcome", h("span", { class: outcome }, entry.outcome)),
+    cell("Detail", detailText(entry.detail)),
   );
 }
 

@@ -1,7 +1,7 @@
 // What the settings, users and audit pages build their tables from: `h("td", {...}, ...)` makes
 // an element, and text is always set as text, never parsed as HTML, so nothing the API returns
-// (a banner, a username, an audit detail) can become markup. Times are shown relative ("3
-// minutes ago") with the exact time in the element, and kept fresh while the page is open.
+// (a banner, a username, an audit detail) can become markup.
+import { timeElement } from "./when.js";
 
 const PROPERTIES = new Set(["value", "checked", "selected", "disabled", "hidden"]);
 
@@ -17,44 +17,37 @@ export function h(tag, attributes = {}, ...children) {
   return element;
 }
 
-const RELATIVE = new Intl.RelativeTimeFormat("en", { numeric: "auto" });
-const STEPS = [
-  [60, "second"],
-  [60, "minute"],
-  [24, "hour"],
-  [30, "day"],
-  [12, "month"],
-  [Infinity, "year"],
-];
-
-export function relative(date, now = Date.now()) {
-  let amount = (date.getTime() - now) / 1000;
-  if (Math.abs(amount) < 10) return "just now";
-  for (const [size, unit] of STEPS) {
-    if (Math.abs(amount) < size) return RELATIVE.format(Math.round(amount), unit);
-    amount /= size;
-  }
-  return date.toLocaleString();
+// "3 minutes ago" (when.js), or `never` when there is no time.
+export function agoOrNever(iso, never = "never") {
+  return iso ? timeElement(iso, "ago") : h("span", { class: "muted" }, never);
 }
 
-export function exactTime(iso) {
-  return new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
-}
-
-// A <time> that says "2 minutes ago", with the exact time as its title; `never` when there is none.
-export function timeElement(iso, never = "never") {
-  if (!iso) return h("span", { class: "muted" }, never);
-  return h("time", { datetime: iso, title: exactTime(iso), "data-relative": "" }, relative(new Date(iso)));
-}
-
-setInterval(() => {
-  for (const element of document.querySelectorAll("time[data-relative]")) {
-    element.textContent = relative(new Date(element.dateTime));
-  }
-}, 15000);
-
-// A short confirmation in a role="status" element, read out once by screen readers.
+// A short message in a role="status" or role="alert" element; hidden when there is none.
 export function say(element, text) {
   element.textContent = text;
   element.hidden = !text;
+}
+
+const STATES = {
+  connecting: "Connecting for live updates…",
+  connected: "Live updates are on.",
+  reconnecting: "Live updates paused; reconnecting",
+  offline: "Offline: changes made elsewhere show once the network is back.",
+};
+
+// An `onState` handler for live.js's `watch()`: the page says whether what it shows is live.
+export function liveState(element) {
+  let countdown = null;
+  return ({ name, retryAt }) => {
+    clearInterval(countdown);
+    element.dataset.state = name;
+    element.textContent = STATES[name] || "";
+    if (name !== "reconnecting") return;
+    const tick = () => {
+      const left = Math.ceil((retryAt - Date.now()) / 1000);
+      element.textContent = `${STATES.reconnecting}${retryAt && left > 0 ? ` in ${left} s` : ""}…`;
+    };
+    tick();
+    countdown = setInterval(tick, 1000);
+  };
 }

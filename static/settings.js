@@ -2,12 +2,14 @@
 // in the entry's `write_roles`, and the value alone where it is not (observers see no editor).
 // A save sends If-Match with the ETag the edit started from, so a change made meanwhile is never
 // overwritten unseen: the 412 carries the stored entry (`current`), shown beside mine in a dialog.
-// Changes arrive live on the `settings` channel: an editor without unsaved changes takes the new
-// value, one with unsaved changes keeps them and is warned at once.
+// Changes arrive live on the `settings` channel, over the page's one socket (live.js): an editor
+// without unsaved changes takes the new value, one with unsaved changes keeps them and is warned
+// at once.
 import { api } from "./api.js";
+import { agoOrNever, h, liveState, say } from "./elements.js";
+import { watch } from "./live.js";
 import { clearFailure, showFailure } from "./messages.js";
-import { exactTime, h, relative, say, timeElement } from "./elements.js";
-import { follow } from "./subscription.js";
+import { ago, keepTimesCurrent, timeElement } from "./when.js";
 
 const page = document.getElementById("settings");
 const role = page.dataset.role;
@@ -111,7 +113,9 @@ export class SettingRow {
     }
     if (entry.sensitive) marks.push(h("span", { class: "badge" }, "sensitive"));
     if (!entry.write_roles.length) marks.push(h("span", { class: "badge" }, "read-only"));
-    this.valueCell = h("td", { "data-label": "Value" });
+    // Each cell's content in a box of its own: on a phone it sits beside its label (style.css).
+    const box = h("div");
+    this.valueCell = h("td", { "data-label": "Value" }, box);
     this.sourceCell = h("td", { "data-label": "Source" });
     this.changedCell = h("td", { "data-label": "Last change" });
     const heading = h(
@@ -124,8 +128,7 @@ export class SettingRow {
     const cells = [heading, this.valueCell, this.sourceCell, this.changedCell];
     this.element = h("tr", { "data-setting": this.name, id: `setting-${id}` }, cells);
     if (!this.writable) {
-      this.valueText = h("div");
-      this.valueCell.append(this.valueText);
+      this.valueText = box;
       return;
     }
     const help = hint(entry);
@@ -149,16 +152,17 @@ export class SettingRow {
       this.warning,
       h("div", { class: "actions" }, this.saveButton, this.status),
     );
-    this.valueCell.append(form);
+    box.append(form);
     this.load(entry);
   }
 
   render() {
     const entry = this.entry;
     const [label, title] = SOURCES[entry.source] || [entry.source, ""];
-    this.sourceCell.replaceChildren(h("span", { class: `badge source source-${entry.source}`, title }, label));
+    const badge = h("span", { class: `badge source source-${entry.source}`, title }, label);
+    this.sourceCell.replaceChildren(h("div", {}, badge));
     const who = entry.updated_by ? [h("span", { class: "who" }, entry.updated_by), " · "] : [];
-    this.changedCell.replaceChildren(...who, timeElement(entry.updated_at, "never"));
+    this.changedCell.replaceChildren(h("div", {}, ...who, agoOrNever(entry.updated_at)));
     if (this.valueText) this.valueText.replaceChildren(valueNode(entry));
   }
 
@@ -238,7 +242,7 @@ export class SettingRow {
     this.load(this.base);
     this.hideWarning();
     if (live) {
-      const when = relative(new Date(entry.updated_at || Date.now()));
+      const when = entry.updated_at ? ago(entry.updated_at) : "just now";
       say(this.status, `Changed by ${entry.updated_by || "someone"} ${when}.`);
     }
   }
@@ -246,7 +250,7 @@ export class SettingRow {
   warn(note) {
     const entry = this.entry;
     const who = entry.updated_by || "Someone";
-    const when = entry.updated_at ? ` ${relative(new Date(entry.updated_at))}` : "";
+    const when = entry.updated_at ? ` ${ago(entry.updated_at)}` : "";
     const warning =
       `${who} changed this to ${quoted(entry)}${when}, while you were editing. ` +
       "Your change is not saved yet: saving shows both values so that you can choose.";
@@ -322,9 +326,9 @@ const conflict = {
     row.stored(current);
     const who = current.updated_by || "Someone";
     const at = current.updated_at;
-    const when = at ? ` ${relative(new Date(at))} (${exactTime(at)})` : "";
-    const question = `${who} saved ${row.name}${when}, after you started editing it. Which value should it keep?`;
-    say(document.getElementById("conflict-who"), question);
+    const when = at ? [` ${ago(at)} (`, timeElement(at, "date"), ")"] : [];
+    const question = ", after you started editing it. Which value should it keep?";
+    document.getElementById("conflict-who").replaceChildren(`${who} saved ${row.name}`, ...when, question);
     document.getElementById("conflict-theirs").textContent = text(current);
     document.getElementById("conflict-mine").textContent = text(current, mine);
     clearFailure(this.error);
@@ -421,4 +425,12 @@ function onEvent(event) {
 }
 
 load();
-follow(["settings"], { onEvent, onResync: load, status: document.getElementById("live-status") });
+keepTimesCurrent();
+// The settings channel is always followed. A (re)subscription that could not replay everything
+// since the last event seen (or had none to resume from) means a change may have been missed,
+// so the list is read again; a row the user is editing is warned rather than overwritten.
+watch({
+  onEvent,
+  onState: liveState(document.getElementById("live-status")),
+  onSubscribed: (reply) => reply.recovered !== true && load(),
+});

@@ -4,9 +4,10 @@
 // An admin's own row offers no way to disable, demote or delete that account (the API refuses
 // all three with 409).
 import { api } from "./api.js";
+import { agoOrNever, h, liveState, say } from "./elements.js";
+import { watch } from "./live.js";
 import { clearFailure, showFailure } from "./messages.js";
-import { h, say, timeElement } from "./elements.js";
-import { follow } from "./subscription.js";
+import { keepTimesCurrent } from "./when.js";
 
 const page = document.getElementById("users");
 const myId = page.dataset.me;
@@ -37,13 +38,13 @@ function statusCell(user) {
   const connections = online.get(user.id) || 0;
   const state = user.disabled ? h("span", { class: "badge off" }, "disabled") : h("span", { class: "badge" }, "active");
   const presence = connections
-    ? h("span", { class: "badge on" }, `online now · ${connections} connection${connections === 1 ? "" : "s"}`)
+    ? h("span", { class: "badge on" }, `online now · ${connections} ${connections === 1 ? "tab" : "tabs"}`)
     : h("span", { class: "muted" }, "offline");
-  return [state, " ", presence];
+  return [h("div", {}, state, " ", presence)];
 }
 
 function roleCell(user) {
-  if (user.id === myId) return [h("span", {}, user.role), " ", h("span", { class: "muted" }, "(you)")];
+  if (user.id === myId) return h("div", {}, user.role, " ", h("span", { class: "muted" }, "(you)"));
   const select = h(
     "select",
     { "aria-label": `Role of ${user.username}`, class: "role" },
@@ -90,10 +91,10 @@ function render(user) {
   const row = h(
     "tr",
     { "data-user": user.username, "data-id": user.id },
-    h("th", { scope: "row", "data-label": "User" }, who),
+    h("th", { scope: "row" }, who),
     h("td", { "data-label": "Role" }, roleCell(user)),
     h("td", { "data-label": "Status", class: "status" }, statusCell(user)),
-    h("td", { "data-label": "Last login" }, timeElement(user.last_login_at)),
+    h("td", { "data-label": "Last login" }, h("div", {}, agoOrNever(user.last_login_at))),
     h("td", { "data-label": "Actions" }, actions(user)),
   );
   // A keyboard user keeps their place: the same control of the new row takes the focus.
@@ -274,4 +275,12 @@ document.getElementById("delete-confirm").addEventListener("click", async () => 
 });
 
 loadUsers();
-follow(["presence"], { onEvent: loadPresence, onResync: loadPresence, status: document.getElementById("live-status") });
+keepTimesCurrent();
+// Who is online is state, not history: it is read again on every presence event and after every
+// (re)subscription, which is when events may have been missed.
+watch({
+  channels: ["presence"],
+  onEvent: (event) => event.channel === "presence" && loadPresence(),
+  onState: liveState(document.getElementById("live-status")),
+  onSubscribed: loadPresence,
+});
