@@ -12,17 +12,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser import (
-    COLOR_SCHEMES,
-    PAGE_BUDGET_BYTES,
-    VIEWPORTS,
-    HeadlessChromium,
-    foreign_resources,
-    page_weight,
-    serious_accessibility_violations,
-)
+from tests.browser import COLOR_SCHEMES, VIEWPORTS, HeadlessChromium, assert_page_meets_the_bar, sign_in
 from tests.servers import Lab
-from tests.test_ui_layout import sign_in
 
 
 @pytest.fixture(scope="module")
@@ -118,16 +109,7 @@ def test_admin_pages_are_accessible_within_budget_and_ask_no_other_origin(
         page = context.new_page()
         page.goto(lab.url + path)
         before(page, lab)
-        weight, counted = page_weight(page)
-        assert any(entry["name"].endswith("/pico.min.css") for entry in counted), counted
-        assert weight <= PAGE_BUDGET_BYTES, (weight, counted)
-        origin = lab.url.rstrip("/")
-        assert foreign_resources(page, origin) == []
-        assert [r for r in requested if not r.startswith(origin + "/")] == []
+        assert_page_meets_the_bar(page, lab.url.rstrip("/"), requested, scheme, tmp_path / f"{name}.png")
         assert page.evaluate("document.documentElement.scrollWidth") <= VIEWPORTS[viewport]["width"]
-        violations = serious_accessibility_violations(page)
-        if violations:
-            page.screenshot(path=str(tmp_path / f"{name}-{viewport}-{scheme}.png"), full_page=True)
-        assert violations == [], violations
     finally:
         context.close()

@@ -13,7 +13,7 @@ from tests.browser import PHONE, HeadlessChromium, sign_in
 from tests.servers import USER_PASSWORD, Lab
 
 # Every page a signed-in user can open; later pages join this list.
-SIGNED_IN_PAGES = ("", "no/such/page", "sessions", "tokens", "me")
+SIGNED_IN_PAGES = ("", "no/such/page", "sessions", "tokens", "me", "settings", "admin/users", "admin/audit")
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import BrowserContext, Locator, Page, expect
 
-from tests.browser import HeadlessChromium
+from tests.browser import HeadlessChromium, sign_in
 from tests.servers import USER_PASSWORD, Lab
-from tests.test_ui_layout import assert_visible_focus_ring, sign_in
+from tests.test_ui_layout import assert_visible_focus_ring
 
 LIVE = "Live updates are on."
 
