@@ -297,9 +297,18 @@ def test_a_manager_gets_no_editor_for_admin_only_or_config_settings(
     expect(page.locator("#read-only-note")).to_be_hidden()
 
 
+def tab_to(page: Page, element_id: str, most: int = 40) -> None:
+    """Tab (and nothing else) until `element_id` has the focus, which must then show."""
+    for _ in range(most):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == element_id:
+            break
+    assert_visible_focus_ring(page, element_id)
+
+
 def test_keyboard_only_from_the_login_page_to_a_saved_setting(lab: Lab, page: Page) -> None:
     manager = lab.create_user("manager")
-    page.goto(f"{lab.url}login?next=%2Fsettings")
+    page.goto(f"{lab.url}login")
     expect(page.locator("#username")).to_be_focused()
     page.keyboard.type(manager["username"])
     page.keyboard.press("Tab")
@@ -307,14 +316,14 @@ def test_keyboard_only_from_the_login_page_to_a_saved_setting(lab: Lab, page: Pa
     page.keyboard.press("Tab")
     assert_visible_focus_ring(page, "login")
     page.keyboard.press("Enter")
+    page.wait_for_url(lab.url)
+
+    # From the dashboard to the settings through the layout's section links.
+    tab_to(page, "nav-settings")
+    page.keyboard.press("Enter")
     page.wait_for_url(f"{lab.url}settings")
     expect(page.locator("#input-ui-banner")).to_be_visible()
-
-    for _ in range(40):
-        page.keyboard.press("Tab")
-        if page.evaluate("document.activeElement.id") == "input-ui-banner":
-            break
-    assert_visible_focus_ring(page, "input-ui-banner")
+    tab_to(page, "input-ui-banner")
     # The caret lands at the end of what the banner says now: the typed words are added to it.
     typed = unique(" Typed")
     banner = stored(lab, "ui.banner")["value"] + typed
@@ -326,11 +335,7 @@ def test_keyboard_only_from_the_login_page_to_a_saved_setting(lab: Lab, page: Pa
     assert stored(lab, "ui.banner")["value"] == banner
 
     # A number, sent with Enter from its field.
-    for _ in range(10):
-        page.keyboard.press("Tab")
-        if page.evaluate("document.activeElement.id") == "input-auth-session_ttl_minutes":
-            break
-    assert_visible_focus_ring(page, "input-auth-session_ttl_minutes")
+    tab_to(page, "input-auth-session_ttl_minutes")
     # Reaching a field with Tab selects what it holds, so typing replaces it.
     page.keyboard.type("1441")
     page.keyboard.press("Enter")
