@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint bench
+.PHONY: serve test lint bench screenshots
 
 serve: $(VENV)/.installed
 	$(BIN)/synthorg-tornado serve
@@ -16,6 +16,10 @@ test:
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+# Every page at 1280x800 and 390x844, light and dark, into docs/screenshots/ (not part of `test`).
+screenshots: $(VENV)/.installed
+	$(BIN)/python -m tests.screenshots
 
 bench: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[bench]'
