@@ -3,6 +3,8 @@ real headless Chromium of the end-to-end tests, with a lab seeded as if in use (
 role, sessions from several devices, tokens, settings written by two people, an audit trail,
 someone online), at a laptop's and a phone's size, light and dark, into docs/screenshots/.
 
+Each PNG is then cut to 256 colours (tests/png_palette.py), a third of its size: they are committed.
+
 A script rather than a test module: it writes files into the repository and asserts nothing the
 page tests do not already assert, so `make test` (pytest over tests/test_*.py) must never run it.
 
@@ -21,6 +23,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.browser import COLOR_SCHEMES, VIEWPORTS, HeadlessChromium, sign_in
 from tests.conftest import start_lab
+from tests.png_palette import to_palette
 from tests.servers import ADMIN_PASSWORD, REPO, USER_PASSWORD, Lab, ServerProcess, setup_token, write_config
 from tests.test_ui_audit_account import everyones_sessions
 from tests.test_ui_audit_admin import audit_ready, settings_ready, users_ready
@@ -31,6 +34,10 @@ FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.
 SAFARI = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 "
     "(KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1"
+)
+# The browsers of the shots say they are a desktop Chrome, not "HeadlessChrome", on the Sessions page.
+CHROME = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 )
 EDGE = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -102,6 +109,12 @@ def conflict_open(page: Page, seeded: Seeded) -> None:
     expect(page.locator("#conflict")).to_be_visible()
 
 
+def audit_entries(page: Page, seeded: Seeded) -> None:
+    """The entries rather than the filters above them, which fill a screen on their own."""
+    audit_ready(page, seeded.lab)
+    page.locator("#audit-body").evaluate("body => body.closest('table').scrollIntoView()")
+
+
 def rendered(selector: str) -> Callable[[Page, Seeded], None]:
     return lambda page, seeded: expect(page.locator(selector).first).to_be_visible()
 
@@ -115,7 +128,7 @@ PAGES: dict[str, tuple[str, Callable[[Page, Seeded], None]]] = {
     "tokens": ("tokens", rendered("#tokens tbody tr")),
     "me": ("me", rendered("#change-password")),
     "admin-users": ("admin/users", lambda page, seeded: users_ready(page, seeded.lab)),
-    "admin-audit": ("admin/audit", lambda page, seeded: audit_ready(page, seeded.lab)),
+    "admin-audit": ("admin/audit", audit_entries),
     "not-found": ("no-such-page", rendered("h1")),
 }
 
@@ -140,6 +153,7 @@ def shoot(page: Page, path: Path) -> None:
     """The viewport, as a person sees it, with the caret and animations stilled."""
     page.evaluate("document.activeElement && document.activeElement.blur && document.activeElement.blur()")
     page.screenshot(path=str(path), animations="disabled", caret="hide")
+    to_palette(path)
 
 
 def main(output: Path = OUTPUT) -> None:
@@ -149,6 +163,7 @@ def main(output: Path = OUTPUT) -> None:
         seeded = Seeded(lab)
         # Someone online for the whole run: another person's dashboard, open in its own profile.
         online: BrowserContext = chromium.new_context()
+        online.set_extra_http_headers({"User-Agent": FIREFOX})
         sign_in(online, lab, "aokafor")
         online.new_page().goto(lab.url)
         try:
@@ -156,6 +171,7 @@ def main(output: Path = OUTPUT) -> None:
                 for scheme in COLOR_SCHEMES:
                     suffix = f"{size['width']}-{scheme}.png"
                     context = chromium.new_context(viewport=size, color_scheme=scheme)
+                    context.set_extra_http_headers({"User-Agent": SAFARI if viewport == "phone" else CHROME})
                     page = context.new_page()
                     page.goto(f"{lab.url}login")
                     expect(page.locator("#username")).to_be_visible()
