@@ -17,7 +17,7 @@ from tests.client import Client
 from tests.nginx import NginxServer
 from tests.realtime import closed_with, connect, receive_until, request
 from tests.scale_out import TwoProcesses, two_processes
-from tests.servers import USER_PASSWORD, PostgresCluster, make_certificate
+from tests.servers import USER_PASSWORD, PostgresCluster, make_certificate, wait_for
 from tests.test_nginx import CLIENT_IP, trusting
 
 PER_IP = 6
@@ -80,6 +80,13 @@ def test_one_session_works_on_whichever_backend_answers_and_logout_ends_it_on_bo
         assert bearer.get(f"/api/v1/me?probe={marker}-{n}").status == 200
     assert site.served_by(marker) == {"A", "B"}  # round robin, no stickiness needed
     assert bearer.post("/api/v1/auth/logout").status == 204
+    # The other backend learns of the logout a few milliseconds later, through the bus.
+    wait_for(
+        lambda: all(bearer.get("/api/v1/me").status == 401 for _ in range(2)),
+        0.25,
+        "both backends to refuse the session",
+        interval=0.005,
+    )
     after = [bearer.get("/api/v1/me") for _ in range(6)]
     assert [(r.status, r.code) for r in after] == [(401, 1002)] * 6
 
