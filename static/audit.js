@@ -4,7 +4,7 @@
 // live in the address, so a filtered view can be reloaded or shared; times are typed in the
 // browser's own time zone and sent in UTC.
 import { api } from "./api.js";
-import { h } from "./elements.js";
+import { cell, h } from "./elements.js";
 import { clearFailure, showFailure } from "./messages.js";
 import { ago } from "./when.js";
 
@@ -66,11 +66,6 @@ function detailText(detail) {
   return Object.entries(detail)
     .map(([key, value]) => `${key}: ${typeof value === "string" ? value : JSON.stringify(value)}`)
     .join(", ");
-}
-
-// One value in a box of its own: on a phone it sits beside its label (style.css).
-function cell(label, ...content) {
-  return h("td", { "data-label": label }, h("div", {}, ...content));
 }
 
 function row(entry) {

@@ -17,6 +17,11 @@ export function h(tag, attributes = {}, ...children) {
   return element;
 }
 
+// One value in a box of its own, labelled: on a phone it sits beside its label (style.css).
+export function cell(label, ...content) {
+  return h("td", { "data-label": label }, h("div", {}, ...content));
+}
+
 // "3 minutes ago" (when.js), or `never` when there is no time.
 export function agoOrNever(iso, never = "never") {
   return iso ? timeElement(iso, "ago") : h("span", { class: "muted" }, never);

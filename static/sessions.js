@@ -3,6 +3,7 @@
 // A revoked browser is signed out by the server within a second (its socket is closed with
 // 4001), so nothing here has to reach the other device.
 import { api } from "./api.js";
+import { cell } from "./elements.js";
 import { clearFailure, showFailure } from "./messages.js";
 import { keepTimesCurrent, timeElement } from "./when.js";
 
@@ -44,16 +45,6 @@ function deviceLines({ device, user_agent: agent }) {
   const detail = system.filter(Boolean).join(" · ");
   if (!browser && !detail) return [agent ? "Unknown browser" : "No user agent", ""];
   return [browser || "Unknown browser", detail];
-}
-
-// One value; in a wrapper of its own, so that on a phone it sits beside its label as one block.
-function cell(label, ...content) {
-  const element = document.createElement("td");
-  const value = document.createElement("div");
-  element.dataset.label = label;
-  value.append(...content);
-  element.append(value);
-  return element;
 }
 
 function row(session, showUser) {

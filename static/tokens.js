@@ -2,6 +2,7 @@
 // it is shown once, with a copy button, and dropped from the page when the user is done), list
 // the live ones a page at a time, and revoke one after a confirmation.
 import { api } from "./api.js";
+import { cell } from "./elements.js";
 import { clearFailure, showFailure } from "./messages.js";
 import { keepTimesCurrent, timeElement } from "./when.js";
 
@@ -26,15 +27,6 @@ const dialogName = document.getElementById("revoke-name");
 
 let cursor = null;
 
-// One value; in a wrapper of its own, so that on a phone it sits beside its label as one block.
-function cell(label, ...content) {
-  const element = document.createElement("td");
-  const value = document.createElement("div");
-  element.dataset.label = label;
-  value.append(...content);
-  element.append(value);
-  return element;
-}
 
 function row(token) {
   const tr = document.createElement("tr");
