@@ -108,12 +108,9 @@ class ChangeFeed:
     async def _end_deleted_users(self) -> None:
         """A user deleted elsewhere takes its sessions and tokens with it (ON DELETE CASCADE),
         revocations included, so nothing above would notice: without this, its sessions and
-        tokens kept working here. Forgetting the user refuses both; the event closes its sockets."""
+        tokens kept working here. Forgetting the user refuses both; the event ends its cached
+        sessions and closes its sockets."""
         gone = set(await self.users.forget_deleted())
-        if not gone:
-            return
-        for cached in list(self.sessions.cache.sessions.values()):
-            if cached.user_id in gone:
-                self.sessions.cache.revoke(cached.session_id)
+        # The sessions service revokes the user's cached sessions on this event (any process's).
         for user_id in gone:
             await self.bus.publish(USER_CHANGED, {"user_id": str(user_id), "deleted": True})
