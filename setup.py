@@ -49,5 +49,5 @@ setup(
         ],
         "bench": ["jupyter_server>=2", "websockets>=12"],
     },
-    entry_points={"console_scripts": ["synthorg-tornado=synthorg_tornado.cli:main"]},
+    entry_points={"console_scripts": ["synthorg-tornado=synthorg_tornado.cli.main:main"]},
 )

@@ -1,3 +1,3 @@
-from synthorg_tornado.cli import main
+from synthorg_tornado.cli.main import main
 
 raise SystemExit(main())

@@ -7,7 +7,6 @@ from tornado import web
 from synthorg_tornado.auth.tokens import derive_key
 from synthorg_tornado.config import Config
 from synthorg_tornado.handlers import (
-    access_log,
     audit,
     auth,
     fallbacks,
@@ -25,6 +24,7 @@ from synthorg_tornado.handlers import (
 )
 from synthorg_tornado.resources import resource_dir
 from synthorg_tornado.services import Services
+from synthorg_tornado.serving import access_log
 
 STATIC_DIR = resource_dir("static")
 

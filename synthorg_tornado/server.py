@@ -27,16 +27,16 @@ from synthorg_tornado.auth.sync import POLL_SECONDS
 from synthorg_tornado.auth.tokens import new_setup_token
 from synthorg_tornado.clock import isoformat, utcnow
 from synthorg_tornado.config import Config, ConfigError, build_ssl_context, ensure_secret
-from synthorg_tornado.connections import UNLIMITED_BODY, LabHTTPServer
 from synthorg_tornado.db import migrate
 from synthorg_tornado.db.engine import Database
 from synthorg_tornado.db.models import User
 from synthorg_tornado.logs import SHOW_SECRETS
-from synthorg_tornado.proxies import TrustedProxies
-from synthorg_tornado.runtime import FLUSH_SIGNAL, RuntimeFile, RuntimeInfo, runtime_dirs
+from synthorg_tornado.process.runtime import FLUSH_SIGNAL, RuntimeFile, RuntimeInfo, runtime_dirs
+from synthorg_tornado.process.systemd import Notifier
+from synthorg_tornado.process.workers import Supervisor
 from synthorg_tornado.services import Services, build_services
-from synthorg_tornado.systemd import Notifier
-from synthorg_tornado.workers import Supervisor
+from synthorg_tornado.serving.connections import UNLIMITED_BODY, LabHTTPServer
+from synthorg_tornado.serving.proxies import TrustedProxies
 
 log = logging.getLogger("synthorg.server")
 

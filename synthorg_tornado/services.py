@@ -19,12 +19,12 @@ from sqlalchemy import func, select
 from synthorg_tornado.auth.api_tokens import ApiTokenService
 from synthorg_tornado.auth.audit import AuditLog
 from synthorg_tornado.auth.identity import Authenticator
-from synthorg_tornado.auth.lab_throttle import LabThrottle
 from synthorg_tornado.auth.login import LoginService
 from synthorg_tornado.auth.passwords import PasswordHasher
-from synthorg_tornado.auth.ratelimit import LoginLimiter
 from synthorg_tornado.auth.sessions import SessionPolicy, SessionService
 from synthorg_tornado.auth.sync import ChangeFeed
+from synthorg_tornado.auth.throttle.lab import LabThrottle
+from synthorg_tornado.auth.throttle.limiter import LoginLimiter
 from synthorg_tornado.auth.tickets import TicketService
 from synthorg_tornado.auth.tokens import SessionTokens, derive_key
 from synthorg_tornado.auth.users import UserService

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-PRINT_ACTOR = "from synthorg_tornado.cli_support import CLI_ACTOR; print(CLI_ACTOR.name)"
+PRINT_ACTOR = "from synthorg_tornado.cli.support import CLI_ACTOR; print(CLI_ACTOR.name)"
 
 
 def actor_name(env: dict[str, str]) -> str:
@@ -41,7 +41,7 @@ def test_a_user_without_a_passwd_entry_is_recorded_by_uid(monkeypatch: pytest.Mo
     still run. (In-process: a child of another uid could not reach this checkout's interpreter.)"""
     import pwd
 
-    from synthorg_tornado.cli_support import operating_system_user
+    from synthorg_tornado.cli.support import operating_system_user
 
     for name in ("LOGNAME", "USER", "LNAME", "USERNAME", "SUDO_USER"):
         monkeypatch.delenv(name, raising=False)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from synthorg_tornado.cli import main
+from synthorg_tornado.cli.main import main
 from synthorg_tornado.config import (
     ConfigError,
     build_ssl_context,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from synthorg_tornado.cli import main
+from synthorg_tornado.cli.main import main
 from synthorg_tornado.config import load_config
 from tests.servers import REPO, make_certificate
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from synthorg_tornado.auth.audit import Actor
-from synthorg_tornado.auth.ratelimit import LoginLimiter
-from synthorg_tornado.auth.throttle_audit import ThrottledAttempts
+from synthorg_tornado.auth.throttle.audit import ThrottledAttempts
+from synthorg_tornado.auth.throttle.limiter import LoginLimiter
 from synthorg_tornado.errors import AccountLocked, RateLimited
 
 

@@ -18,10 +18,10 @@ import bcrypt
 import pytest
 import yaml
 
+from synthorg_tornado.accounts.records import UserRecord
 from synthorg_tornado.auth.login import LoginService
 from synthorg_tornado.auth.passwords import PasswordHasher, cost_of
-from synthorg_tornado.auth.ratelimit import LoginLimiter
-from synthorg_tornado.auth.users import UserRecord
+from synthorg_tornado.auth.throttle.limiter import LoginLimiter
 from synthorg_tornado.clock import utcnow
 from synthorg_tornado.config import ConfigError, load_config
 from synthorg_tornado.errors import AccountLocked, NotAuthenticated, PermissionDenied, RateLimited

@@ -24,7 +24,7 @@ from tornado.httputil import HTTPHeaders
 from synthorg_tornado.config import load_config
 from synthorg_tornado.handlers.base import LabHandlerMixin
 from synthorg_tornado.handlers.decorators import allow_anonymous
-from synthorg_tornado.proxies import ClientAddress, TrustedProxies
+from synthorg_tornado.serving.proxies import ClientAddress, TrustedProxies
 from tests.servers import Response, ServerProcess, http_request, write_config
 
 LOCAL_PROXY = TrustedProxies([ipaddress.ip_network("127.0.0.1/32")])

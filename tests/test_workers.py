@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from synthorg_tornado.workers import MAX_BACKOFF_SECONDS, backoff_seconds
+from synthorg_tornado.process.workers import MAX_BACKOFF_SECONDS, backoff_seconds
 from tests.conftest import start_lab
 from tests.realtime import closed_with, connect
 from tests.servers import (

@@ -5,8 +5,8 @@ unknown user's against a dummy hash), so a response never tells whether an accou
 disabled user's password is checked like anyone's: wrong, it gets that same answer; right, it is
 told the account is disabled (403), which tells nothing to someone who does not know the password.
 Every password check, at login or before a password change, takes its place under the limits
-synchronously, before its first await (see `ratelimit`); on PostgreSQL it then takes a lab-wide
-place too, so the limits hold across every process (see `lab_throttle`).
+synchronously, before its first await (see `throttle.limiter`); on PostgreSQL it then takes a lab-wide
+place too, so the limits hold across every process (see `throttle.lab`).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import Any
 from sqlalchemy import CTE
 
 from synthorg_tornado.auth.audit import Actor, AuditEvent, AuditLog
-from synthorg_tornado.auth.lab_throttle import LabAttempt, LabThrottle
 from synthorg_tornado.auth.passwords import PasswordHasher
-from synthorg_tornado.auth.ratelimit import Attempt, LoginLimiter
 from synthorg_tornado.auth.sessions import CachedSession, SessionService
-from synthorg_tornado.auth.throttle_audit import ThrottledAttempts
+from synthorg_tornado.auth.throttle.audit import ThrottledAttempts
+from synthorg_tornado.auth.throttle.lab import LabAttempt, LabThrottle
+from synthorg_tornado.auth.throttle.limiter import Attempt, LoginLimiter
 from synthorg_tornado.auth.tokens import new_setup_token, same_digest
 from synthorg_tornado.auth.users import UserRecord, UserService, validate_username
 from synthorg_tornado.clock import isoformat

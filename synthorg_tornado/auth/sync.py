@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from synthorg_tornado.auth.api_tokens import ApiTokenService
-from synthorg_tornado.auth.ratelimit import LoginLimiter
 from synthorg_tornado.auth.sessions import SessionService
+from synthorg_tornado.auth.throttle.limiter import LoginLimiter
 from synthorg_tornado.auth.users import UserService
 from synthorg_tornado.clock import utcnow
 from synthorg_tornado.db.engine import Database

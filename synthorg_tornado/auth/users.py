@@ -11,16 +11,16 @@ from sqlalchemy import CTE, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from synthorg_tornado.auth import roles
-from synthorg_tornado.auth.audit import Actor, AuditLog
-from synthorg_tornado.auth.passwords import PasswordHasher
-from synthorg_tornado.auth.user_records import (
+from synthorg_tornado.accounts import roles
+from synthorg_tornado.accounts.records import (
     UserChange,
     UserRecord,
     change_event,
     record_from_wire,
     record_of,
 )
+from synthorg_tornado.auth.audit import Actor, AuditLog
+from synthorg_tornado.auth.passwords import PasswordHasher
 from synthorg_tornado.clock import isoformat, utcnow
 from synthorg_tornado.db.engine import Database
 from synthorg_tornado.db.models import FirstAdmin, User

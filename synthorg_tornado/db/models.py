@@ -162,7 +162,7 @@ class WsTicket(Base):
 
 
 class LoginAttempt(Base):
-    """A password check counted lab-wide on PostgreSQL (see `auth.lab_throttle`).
+    """A password check counted lab-wide on PostgreSQL (see `auth.throttle.lab`).
 
     `outcome` is `checking` from admission until the verdict, then `failed`; a failure becomes
     `forgiven` when the account logs in from the same address, so it still counts for the

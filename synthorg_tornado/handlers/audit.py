@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from synthorg_tornado.auth import roles
+from synthorg_tornado.accounts import roles
 from synthorg_tornado.auth.audit import MAX_PAGE
 from synthorg_tornado.clock import as_utc
 from synthorg_tornado.errors import InvalidValue

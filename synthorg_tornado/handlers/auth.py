@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from synthorg_tornado.auth import roles
+from synthorg_tornado.accounts import roles
 from synthorg_tornado.auth.audit import AuditEvent
 from synthorg_tornado.auth.identity import SESSION
 from synthorg_tornado.errors import InvalidValue, NotFound, PermissionDenied, UnsupportedOperation

@@ -26,19 +26,13 @@ from synthorg_tornado.errors import (
     PermissionDenied,
     problem_for,
 )
-from synthorg_tornado.handlers.access_log import request_id_of
 from synthorg_tornado.handlers.arguments import refuse_nul, require_json
 from synthorg_tornado.handlers.hosts import host_name
+from synthorg_tornado.serving.access_log import request_id_of
+from synthorg_tornado.serving.responses import PROBLEM_CONTENT_TYPE, SECURITY_HEADERS
 
 if TYPE_CHECKING:
     from synthorg_tornado.services import Services
-
-PROBLEM_CONTENT_TYPE = "application/problem+json"
-SECURITY_HEADERS = (
-    ("X-Content-Type-Options", "nosniff"),
-    ("Content-Security-Policy", "frame-ancestors 'self'"),
-    ("Referrer-Policy", "same-origin"),
-)
 
 
 class LabHandlerMixin:

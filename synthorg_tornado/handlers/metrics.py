@@ -14,7 +14,7 @@ import ipaddress
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from synthorg_tornado.auth import roles
+from synthorg_tornado.accounts import roles
 from synthorg_tornado.auth.identity import TOKEN
 from synthorg_tornado.errors import PermissionDenied
 from synthorg_tornado.handlers.base import ApiHandler

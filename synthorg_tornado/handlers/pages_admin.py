@@ -9,7 +9,7 @@ gets the 403 page inside the layout, before any of it is rendered.
 
 from __future__ import annotations
 
-from synthorg_tornado.auth import roles
+from synthorg_tornado.accounts import roles
 from synthorg_tornado.handlers.decorators import authenticated, require_role
 from synthorg_tornado.handlers.page_base import PageHandler
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from synthorg_tornado.auth import roles
+from synthorg_tornado.accounts import roles
 from synthorg_tornado.errors import InvalidValue
 from synthorg_tornado.handlers.decorators import authenticated, require_role
 from synthorg_tornado.handlers.versioned import VersionedResourceHandler

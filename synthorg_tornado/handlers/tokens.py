@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from synthorg_tornado.auth import roles
+from synthorg_tornado.accounts import roles
 from synthorg_tornado.auth.api_tokens import DEFAULT_PAGE, MAX_PAGE
 from synthorg_tornado.handlers.arguments import parse_count, parse_id
 from synthorg_tornado.handlers.base import ApiHandler

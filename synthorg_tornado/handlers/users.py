@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from synthorg_tornado.auth import roles
+from synthorg_tornado.accounts import roles
 from synthorg_tornado.errors import Conflict
 from synthorg_tornado.handlers.arguments import parse_id
 from synthorg_tornado.handlers.base import ApiHandler

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from synthorg_tornado.auth import roles
+from synthorg_tornado.accounts import roles
 
 SYSTEM, SETTINGS, PRESENCE, LAB, BUDGET = "system", "settings", "presence", "lab", "budget"
 SHARED = frozenset({SYSTEM, SETTINGS, PRESENCE, LAB, BUDGET})

@@ -7,7 +7,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from synthorg_tornado.auth.users import UserRecord
+from synthorg_tornado.accounts.records import UserRecord
 from synthorg_tornado.realtime import channels
 
 CLOSE_GOING_AWAY = 1001

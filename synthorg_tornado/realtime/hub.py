@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from synthorg_tornado import strict_json
-from synthorg_tornado.auth.users import UserRecord
+from synthorg_tornado.accounts.records import UserRecord
 from synthorg_tornado.clock import isoformat
 from synthorg_tornado.errors import LabError
 from synthorg_tornado.realtime import channels, protocol

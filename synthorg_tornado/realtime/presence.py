@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from synthorg_tornado.auth.users import UserRecord
+from synthorg_tornado.accounts.records import UserRecord
 from synthorg_tornado.clock import isoformat, parse_isoformat, utcnow
 from synthorg_tornado.realtime.bus import PRESENCE, Bus, Message
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from synthorg_tornado import strict_json
-from synthorg_tornado.auth import roles
+from synthorg_tornado.accounts import roles
 from synthorg_tornado.config import SETTING_ENV_PREFIX, Config
 from synthorg_tornado.errors import InvalidValue, LabError
 

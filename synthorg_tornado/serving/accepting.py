@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from tornado.ioloop import IOLoop
 
 if TYPE_CHECKING:
-    from synthorg_tornado.connections import LabHTTPServer
+    from synthorg_tornado.serving.connections import LabHTTPServer
 
 ACCEPT_BATCH = 128  # accepts per wake-up, as Tornado's: other work is not starved
 ACCEPT_PAUSE_SECONDS = 0.1

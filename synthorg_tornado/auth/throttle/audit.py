@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from synthorg_tornado.auth.audit import Actor, AuditLog
-from synthorg_tornado.auth.ratelimit import WINDOW_SECONDS
+from synthorg_tornado.auth.throttle.limiter import WINDOW_SECONDS
 from synthorg_tornado.clock import isoformat, utcnow
 
 log = logging.getLogger("synthorg.audit")

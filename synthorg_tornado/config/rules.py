@@ -1,7 +1,7 @@
 """Rules that span configuration keys: TLS files, trusted proxies, exposure, database URLs.
 
-Kept apart from the schema in `config.py` so that each reads on its own; these functions see the
-config only through its attributes and import nothing from `config` at run time.
+Kept apart from the schema in `schema.py` so that each reads on its own; these functions see the
+config only through its attributes and import nothing from `schema` at run time.
 """
 
 from __future__ import annotations
@@ -13,61 +13,11 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
-
 if TYPE_CHECKING:
-    from synthorg_tornado.config import Config, ServerConfig
+    from synthorg_tornado.config.schema import Config, ServerConfig
 
 MIN_IPV4_PREFIX = 8
 MIN_IPV6_PREFIX = 32
-
-
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def parse_url(url: str) -> URL | None:
-    """The parsed database URL, or None when it does not parse.
-
-    An unparseable URL is reported once by `load_config`; the checks that run after it (secret
-    file, processes) must still work so that every other problem is reported too.
-    """
-    try:
-        return make_url(url)
-    except (ArgumentError, ValueError):
-        return None
-
-
-def resolve_sqlite_url(url: str, base_dir: Path, problems: list[str]) -> str:
-    """Relative SQLite paths resolve against the config file's folder, like every other path."""
-    parsed = parse_url(url)
-    if parsed is None:
-        # The text itself is not shown: it may hold a password.
-        problems.append(
-            "database.url is not a valid database URL; write sqlite+aiosqlite:///PATH "
-            "or postgresql+psycopg://USER:PASSWORD@HOST/DATABASE"
-        )
-        return url
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:" and not Path(database).is_absolute():
-            parsed = parsed.set(database=str((base_dir / database).resolve()))
-        if parsed.drivername == "sqlite":
-            parsed = parsed.set(drivername="sqlite+aiosqlite")
-        return parsed.render_as_string(hide_password=False)
-    if backend == "postgresql":
-        if parsed.drivername in ("postgresql", "postgres"):
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        return parsed.render_as_string(hide_password=False)
-    problems.append(f"database.url: use sqlite+aiosqlite:/// or postgresql+psycopg://, not {backend}")
-    return url
 
 
 def validate(config: Config, problems: list[str]) -> list[str]:

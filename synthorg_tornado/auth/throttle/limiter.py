@@ -3,7 +3,7 @@
 Keying the lockout by account AND address means an attacker hammering an account locks only
 themselves out: the owner, logging in from elsewhere, is unaffected. State is per process and in
 memory; both limits are about slowing guessing, not accounting. On PostgreSQL, where several
-processes share the lab, `lab_throttle` keeps the counts in the database and this limiter only
+processes share the lab, `throttle.lab` keeps the counts in the database and this limiter only
 bounds the checks in flight in this process (it is then never told a verdict).
 
 An attempt is counted when it is admitted, not when its password check ends. `admit()` is

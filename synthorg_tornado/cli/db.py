@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from synthorg_tornado.cli_support import EXIT_OK, CommandError, leaf, run_db
+from synthorg_tornado.cli.support import EXIT_OK, CommandError, leaf, run_db
 from synthorg_tornado.config import Config
 
 

@@ -13,8 +13,13 @@ import stat
 import sys
 from collections.abc import Sequence
 
-from synthorg_tornado import __version__, cli_access, cli_audit, cli_db, cli_server, cli_users
-from synthorg_tornado.cli_support import (
+from synthorg_tornado import __version__
+from synthorg_tornado.cli import access as cli_access
+from synthorg_tornado.cli import audit as cli_audit
+from synthorg_tornado.cli import db as cli_db
+from synthorg_tornado.cli import server as cli_server
+from synthorg_tornado.cli import users as cli_users
+from synthorg_tornado.cli.support import (
     EXIT_CONFIG,
     EXIT_FAILURE,
     EXIT_OK,

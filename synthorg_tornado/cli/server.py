@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from synthorg_tornado import runtime
-from synthorg_tornado.cli_support import EXIT_OK, leaf, print_json
+from synthorg_tornado.cli.support import EXIT_OK, leaf, print_json
 from synthorg_tornado.config import Config
+from synthorg_tornado.process import runtime
 
 
 def add_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

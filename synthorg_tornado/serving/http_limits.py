@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 from tornado import escape, gen, httputil, iostream
 
 from synthorg_tornado.errors import BadRequest, LabError, PayloadTooLarge, classify, problem_for
-from synthorg_tornado.handlers.access_log import log_request, request_id_of
-from synthorg_tornado.handlers.base import PROBLEM_CONTENT_TYPE, SECURITY_HEADERS
-from synthorg_tornado.proxies import TrustedProxies
+from synthorg_tornado.serving.access_log import log_request, request_id_of
+from synthorg_tornado.serving.proxies import TrustedProxies
+from synthorg_tornado.serving.responses import PROBLEM_CONTENT_TYPE, SECURITY_HEADERS
 
 if TYPE_CHECKING:
-    from synthorg_tornado.connections import LabHTTPServer, ServedConnection
+    from synthorg_tornado.serving.connections import LabHTTPServer, ServedConnection
 
 # After a refusal, how long the rest of the client's upload is read and thrown away before the
 # socket closes. Closing a socket with unread data makes the kernel send RST, and a client that

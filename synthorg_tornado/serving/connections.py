@@ -35,10 +35,10 @@ from tornado.httpserver import HTTPServer, _HTTPRequestContext
 from tornado.log import gen_log
 from tornado.netutil import ssl_wrap_socket
 
-from synthorg_tornado.accepting import LOG_INTERVAL_SECONDS, Acceptor, RateLimitedLog
 from synthorg_tornado.config import Config
-from synthorg_tornado.http_limits import ForwardedHeadersDelegate, RequestLimitsDelegate
-from synthorg_tornado.proxies import TrustedProxies
+from synthorg_tornado.serving.accepting import LOG_INTERVAL_SECONDS, Acceptor, RateLimitedLog
+from synthorg_tornado.serving.http_limits import ForwardedHeadersDelegate, RequestLimitsDelegate
+from synthorg_tornado.serving.proxies import TrustedProxies
 
 log = logging.getLogger("synthorg.connections")
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from synthorg_tornado.auth.audit import MAX_PAGE
-from synthorg_tornado.cli_support import (
+from synthorg_tornado.cli.support import (
     EXIT_OK,
     CommandError,
     add_json_flag,

@@ -10,8 +10,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from synthorg_tornado import cli_server
-from synthorg_tornado.cli_support import (
+from synthorg_tornado.cli import server as cli_server
+from synthorg_tornado.cli.support import (
     CLI_ACTOR,
     EXIT_OK,
     CommandError,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from synthorg_tornado.auth import roles
+from synthorg_tornado.accounts import roles
 from synthorg_tornado.clock import isoformat, parse_isoformat
 from synthorg_tornado.db.models import User
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from synthorg_tornado.auth import roles
-from synthorg_tornado.cli_support import (
+from synthorg_tornado.accounts import roles
+from synthorg_tornado.cli.support import (
     CLI_ACTOR,
     EXIT_OK,
     add_json_flag,

@@ -38,8 +38,8 @@ from typing import Any, NoReturn
 
 from sqlalchemy import CTE, TextClause, delete, text, update
 
-from synthorg_tornado.auth.ratelimit import IN_FLIGHT_RETRY_SECONDS, WINDOW_SECONDS
-from synthorg_tornado.auth.user_records import UserRecord, record_of
+from synthorg_tornado.accounts.records import UserRecord, record_of
+from synthorg_tornado.auth.throttle.limiter import IN_FLIGHT_RETRY_SECONDS, WINDOW_SECONDS
 from synthorg_tornado.clock import utcnow
 from synthorg_tornado.db.engine import Database
 from synthorg_tornado.db.models import LoginAttempt

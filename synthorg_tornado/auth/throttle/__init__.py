@@ -1,0 +1,1 @@
+"""Login throttling: per-address limits, per-(account, address) lockout, and their audit."""
