@@ -127,7 +127,7 @@ class LabServer:
             callback.start()
 
     async def _prune_limiter(self) -> None:
-        self.services.limiter.prune()
+        self.services.throttle.prune_memory()
 
     def reload_certificate(self) -> None:
         """SIGHUP: new handshakes use the new files; open connections keep theirs.

@@ -23,8 +23,7 @@ from synthorg_tornado.auth.login import LoginService
 from synthorg_tornado.auth.passwords import PasswordHasher
 from synthorg_tornado.auth.sessions import SessionPolicy, SessionService
 from synthorg_tornado.auth.sync import ChangeFeed
-from synthorg_tornado.auth.throttle.lab import LabThrottle
-from synthorg_tornado.auth.throttle.limiter import LoginLimiter
+from synthorg_tornado.auth.throttle import LoginThrottle
 from synthorg_tornado.auth.tickets import TicketService
 from synthorg_tornado.auth.tokens import SessionTokens, derive_key
 from synthorg_tornado.auth.users import UserService
@@ -55,9 +54,7 @@ class Services:
     sessions: SessionService
     api_tokens: ApiTokenService
     authenticator: Authenticator
-    limiter: LoginLimiter
-    # PostgreSQL only: the lab-wide counts behind `limiter` (None on SQLite, one process).
-    lab_throttle: LabThrottle | None
+    throttle: LoginThrottle
     login: LoginService
     metrics: Metrics
     settings: SettingsService
@@ -92,15 +89,14 @@ class Services:
         """The writes held in memory: activity timestamps and the counts of throttled bursts."""
         await self.sessions.flush_activity()
         await self.api_tokens.flush_usage()
-        await self.login.throttled.flush()
+        await self.throttle.flush()
 
     async def cleanup(self) -> None:
         """The periodic pruning: expired sessions, spent tickets, audit entries past retention,
         login attempts past every throttling window."""
         await self.sessions.cleanup()
         await self.bus.prune()
-        if self.lab_throttle is not None:
-            await self.lab_throttle.prune()
+        await self.throttle.prune()
         retention_days = self.config.audit.retention_days
         if retention_days:
             await self.audit.prune(utcnow() - timedelta(days=retention_days))
@@ -168,24 +164,15 @@ def build_services(config: Config, secret: bytes, environ: Mapping[str, str] | N
         auth_config.api_token_max_days,
         auth_config.max_api_tokens_per_user,
     )
-    limiter = LoginLimiter(
+    throttle = LoginThrottle.build(
+        audit_log,
         per_minute=lambda: settings_service.value("auth", "login_rate_limit_per_minute"),
         lockout_threshold=lambda: auth_config.lockout_threshold,
         lockout_seconds=lambda: auth_config.lockout_minutes * 60.0,
         allowlist=auth_config.rate_limit_networks,
+        lab_database=None if config.database.is_sqlite else database,
     )
-    lab_throttle = (
-        None
-        if config.database.is_sqlite
-        else LabThrottle(
-            database,
-            per_minute=lambda: settings_service.value("auth", "login_rate_limit_per_minute"),
-            lockout_threshold=lambda: auth_config.lockout_threshold,
-            lockout_seconds=lambda: auth_config.lockout_minutes * 60.0,
-            exempt=limiter.exempt,
-        )
-    )
-    login = LoginService(user_service, sessions, hasher, limiter, audit_log, lab_throttle)
+    login = LoginService(user_service, sessions, hasher, throttle, audit_log)
     # Set by the main process of `server.processes > 1` (metrics.SharedDirectory) before it forks.
     shared = os.environ.get(MULTIPROCESS_ENV) if config.server.processes > 1 else None
     metrics_registry = Metrics(read_scrape_token(config.metrics.token_file), shared)
@@ -197,7 +184,7 @@ def build_services(config: Config, secret: bytes, environ: Mapping[str, str] | N
     login.on_failure = metrics_registry.failed_login
 
     def unlocked(message: Message) -> None:
-        limiter.unlock(message.payload["account"], parse_isoformat(message.payload["cleared_at"]))
+        throttle.unlock(message.payload["account"], parse_isoformat(message.payload["cleared_at"]))
 
     bus.subscribe(USER_UNLOCKED, unlocked)
     presence = LabPresence(bus, node)
@@ -212,8 +199,7 @@ def build_services(config: Config, secret: bytes, environ: Mapping[str, str] | N
         sessions=sessions,
         api_tokens=api_tokens,
         authenticator=Authenticator(sessions, api_tokens),
-        limiter=limiter,
-        lab_throttle=lab_throttle,
+        throttle=throttle,
         login=login,
         metrics=metrics_registry,
         settings=settings_service,
@@ -227,7 +213,7 @@ def build_services(config: Config, secret: bytes, environ: Mapping[str, str] | N
             queue_limit=config.websocket.outbound_queue_limit,
         ),
         changes=(
-            ChangeFeed(database, user_service, sessions, api_tokens, settings_service, bus, limiter)
+            ChangeFeed(database, user_service, sessions, api_tokens, settings_service, bus, throttle)
             if config.database.is_sqlite
             else None
         ),

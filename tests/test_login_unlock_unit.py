@@ -21,6 +21,7 @@ import yaml
 from synthorg_tornado.accounts.records import UserRecord
 from synthorg_tornado.auth.login import LoginService
 from synthorg_tornado.auth.passwords import PasswordHasher, cost_of
+from synthorg_tornado.auth.throttle import LoginThrottle
 from synthorg_tornado.auth.throttle.limiter import LoginLimiter
 from synthorg_tornado.clock import utcnow
 from synthorg_tornado.config import ConfigError, load_config
@@ -131,8 +132,9 @@ def test_every_refused_login_does_one_bcrypt_check_at_the_configured_cost() -> N
         hasher = CountingHasher()
         await hasher.prepare()
         password_hash = bcrypt.hashpw(b"right-password", bcrypt.gensalt(4)).decode()
-        limits = LoginLimiter(lambda: 100, lambda: 100, lambda: 900.0)
-        login = LoginService(Users(password_hash), None, hasher, limits, Audit())  # type: ignore[arg-type]
+        audit = Audit()
+        throttle = LoginThrottle(LoginLimiter(lambda: 100, lambda: 100, lambda: 900.0), audit)  # type: ignore[arg-type]
+        login = LoginService(Users(password_hash), None, hasher, throttle, audit)  # type: ignore[arg-type]
         work = {}
         cases = {
             "unknown user": ("nobody", "wrong-password", NotAuthenticated),

@@ -5,8 +5,8 @@ unknown user's against a dummy hash), so a response never tells whether an accou
 disabled user's password is checked like anyone's: wrong, it gets that same answer; right, it is
 told the account is disabled (403), which tells nothing to someone who does not know the password.
 Every password check, at login or before a password change, takes its place under the limits
-synchronously, before its first await (see `throttle.limiter`); on PostgreSQL it then takes a lab-wide
-place too, so the limits hold across every process (see `throttle.lab`).
+synchronously, before its first await (see `throttle`); on PostgreSQL it then takes a lab-wide place
+too, so the limits hold across every process.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from sqlalchemy import CTE
@@ -22,18 +21,14 @@ from sqlalchemy import CTE
 from synthorg_tornado.auth.audit import Actor, AuditEvent, AuditLog
 from synthorg_tornado.auth.passwords import PasswordHasher
 from synthorg_tornado.auth.sessions import CachedSession, SessionService
-from synthorg_tornado.auth.throttle.audit import ThrottledAttempts
-from synthorg_tornado.auth.throttle.lab import LabAttempt, LabThrottle
-from synthorg_tornado.auth.throttle.limiter import Attempt, LoginLimiter
+from synthorg_tornado.auth.throttle import LoginThrottle
 from synthorg_tornado.auth.tokens import new_setup_token, same_digest
 from synthorg_tornado.auth.users import UserRecord, UserService, validate_username
 from synthorg_tornado.clock import isoformat
 from synthorg_tornado.errors import (
-    AccountLocked,
     InvalidValue,
     NotAuthenticated,
     PermissionDenied,
-    RateLimited,
 )
 
 log = logging.getLogger("synthorg.login")
@@ -45,71 +40,6 @@ SETUP_LINK_INVALID = (
     "This setup link is not current: the link changes at every restart and works once. "
     "Get the current one from the server's log or with: synthorg-tornado server list"
 )
-
-
-class Admission:
-    """One admitted password check: its place in this process and, on PostgreSQL, lab-wide.
-
-    With a lab-wide place the in-memory one only bounds this process's checks in flight (it
-    counts nothing, so every process reads the same counts from the database); without one, the
-    in-memory limiter is the whole story. Settle it once; leaving the block without a verdict
-    gives both places back.
-    """
-
-    def __init__(self, local: Attempt, lab: LabAttempt | None) -> None:
-        self._local = local
-        self._lab = lab
-
-    async def failed(self) -> None:
-        if self._lab is None:
-            self._local.failed()
-            return
-        try:
-            await self._lab.failed()
-        finally:
-            self._local.release()
-
-    async def succeeded(self) -> None:
-        if self._lab is None:
-            self._local.succeeded()
-            return
-        try:
-            await self._lab.succeeded()
-        finally:
-            self._local.release()
-
-    def succeed_with_session(self) -> list[CTE]:
-        """The success, written by the statement that starts the session (see LabAttempt)."""
-        if self._lab is None:
-            self._local.succeeded()
-            return []
-        self._local.release()
-        return self._lab.succeed_with_session()
-
-    async def session_failed(self) -> None:
-        if self._lab is not None:
-            await self._lab.settle_if_pending()
-
-    def session_started(self) -> None:
-        if self._lab is not None:
-            self._lab.session_started()
-
-    @property
-    def found(self) -> tuple[UserRecord, str | None] | bool | None:
-        """The account and its hash read with the lab-wide admission; False if none was read."""
-        return False if self._lab is None else self._lab.found
-
-    async def __aenter__(self) -> Admission:
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        try:
-            if self._lab is not None:
-                await self._lab.release()
-        finally:
-            self._local.release()
 
 
 @dataclass(frozen=True)
@@ -138,17 +68,14 @@ class LoginService:
         users: UserService,
         sessions: SessionService,
         hasher: PasswordHasher,
-        limiter: LoginLimiter,
+        throttle: LoginThrottle,
         audit: AuditLog,
-        lab_throttle: LabThrottle | None = None,
     ) -> None:
         self.users = users
         self.sessions = sessions
         self.hasher = hasher
-        self.limiter = limiter
-        self.lab_throttle = lab_throttle
+        self.throttle = throttle
         self.audit = audit
-        self.throttled = ThrottledAttempts(audit)
         self.failed_logins = 0
         # Also told of each failure: the lab-wide metric of several processes (`metrics`).
         self.on_failure: Callable[[], None] = _nothing
@@ -165,7 +92,7 @@ class LoginService:
             raise InvalidValue("username and password must be strings.")
         account = username.strip().lower()
         actor = Actor(None, username[:64], ip_address)
-        async with await self._admit("auth.login", account, actor, target=username[:64]) as attempt:
+        async with await self.throttle.admit("auth.login", account, actor, target=username[:64]) as attempt:
             found = attempt.found
             if found is False:
                 found = await self.users.find_for_login(account) if account else None
@@ -208,7 +135,7 @@ class LoginService:
         """Clear an account's login lockouts from every address, here and (through the stored
         unlock and the change feed) in every other process."""
         user, cleared_at = await self.users.clear_lockouts(user_id, actor=actor)
-        self.limiter.unlock(user.username.lower(), cleared_at)
+        self.throttle.unlock(user.username.lower(), cleared_at)
         return user
 
     async def confirm_password(self, user: UserRecord, password: object, actor: Actor) -> None:
@@ -218,7 +145,9 @@ class LoginService:
         way to guess the password at bcrypt speed.
         """
         account = user.username.lower()
-        async with await self._admit("user.password", account, actor, target=user.username) as attempt:
+        async with await self.throttle.admit(
+            "user.password", account, actor, target=user.username
+        ) as attempt:
             found = attempt.found
             if found and found[0].id == user.id:  # the hash came with the lab-wide admission
                 correct = await self.hasher.verify(password if isinstance(password, str) else "", found[1])
@@ -229,27 +158,6 @@ class LoginService:
                 await self.audit.record("user.password", actor, target=user.username, outcome="failure")
                 raise PermissionDenied("The current password is incorrect.")
             await attempt.succeeded()
-
-    async def _admit(self, action: str, account: str, actor: Actor, *, target: str) -> Admission:
-        """A place under the limits, taken in this process before anything is awaited, then
-        lab-wide on PostgreSQL; a refusal is audited once per burst."""
-        try:
-            local = self.limiter.admit(account, actor.ip_address)
-            if self.lab_throttle is None:
-                return Admission(local, None)
-        except (RateLimited, AccountLocked) as refusal:
-            await self.throttled.record(action, actor, target=target, reason=type(refusal).__name__)
-            raise
-        try:
-            lab = await self.lab_throttle.reserve(account, actor.ip_address)
-        except (RateLimited, AccountLocked) as refusal:
-            local.release()
-            await self.throttled.record(action, actor, target=target, reason=type(refusal).__name__)
-            raise
-        except BaseException:
-            local.release()
-            raise
-        return Admission(local, lab)
 
     async def _upgrade_hash(self, user: UserRecord, password: str, password_hash: str | None) -> None:
         """Re-hash at the configured cost after `auth.bcrypt_rounds` changed.

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from synthorg_tornado.auth.api_tokens import ApiTokenService
 from synthorg_tornado.auth.sessions import SessionService
-from synthorg_tornado.auth.throttle.limiter import LoginLimiter
+from synthorg_tornado.auth.throttle import LoginThrottle
 from synthorg_tornado.auth.users import UserService
 from synthorg_tornado.clock import utcnow
 from synthorg_tornado.db.engine import Database
@@ -44,7 +44,7 @@ class ChangeFeed:
         api_tokens: ApiTokenService,
         settings: SettingsService,
         bus: Bus,
-        limiter: LoginLimiter,
+        throttle: LoginThrottle,
     ) -> None:
         self.database = database
         self.users = users
@@ -52,7 +52,7 @@ class ChangeFeed:
         self.api_tokens = api_tokens
         self.settings = settings
         self.bus = bus
-        self.limiter = limiter
+        self.throttle = throttle
         self.watermark: datetime = utcnow()
 
     async def poll(self) -> None:
@@ -95,7 +95,7 @@ class ChangeFeed:
                     API_TOKEN_REVOKED, {"token_id": str(token_id), "user_id": str(user_id)}
                 )
         for account, cleared_at in unlocked:
-            if self.limiter.unlock(account, cleared_at):
+            if self.throttle.unlock(account, cleared_at):
                 log.info("login lockouts of %s cleared by an unlock made elsewhere", account)
         for before, after in await self.users.changed_since(since):
             if before is not None:
