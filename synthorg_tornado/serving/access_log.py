@@ -9,12 +9,16 @@ import itertools
 import logging
 import re
 import secrets
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode
 
-from tornado import httputil, web
+from tornado import httputil
 
 from synthorg_tornado.config import Config
 from synthorg_tornado.logs import ACCESS_LOGGER
+
+if TYPE_CHECKING:
+    from tornado import web
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 
