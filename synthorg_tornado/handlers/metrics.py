@@ -4,8 +4,8 @@ Who may scrape, in order:
 - a client in `metrics.allow_networks` (loopback by default) whose request no proxy relayed, so a
   Prometheus on the same host or network needs no credentials, while the same path reached through
   nginx (which always adds forwarding headers) does. A relayed request is one that carries any
-  forwarding header, whatever its value; the peer being a trusted proxy is not enough, since with
-  the deploy guide's `trusted_proxies: [127.0.0.1]` a local Prometheus has the proxy's address;
+  forwarding header, whatever its value. A peer that is a trusted proxy does not make a request
+  relayed: with the guide's `trusted_proxies: [127.0.0.1]`, a local Prometheus has that address;
 - a scraper presenting the token of `metrics.token_file` (Prometheus's `bearer_token_file`);
 - an admin's session, or any API token.
 """
