@@ -279,9 +279,9 @@ def tune_garbage_collector() -> None:
 class Presence:
     """This process's runtime file (see `runtime`), kept true while it serves.
 
-    Written once listening, rewritten when setup is done (checked every few seconds while it is
-    not) and when a flush asked for by `FLUSH_SIGNAL` has been written, removed at a clean
-    shutdown. The writes run in an executor, one at a time, never on the IOLoop.
+    Written once listening, rewritten when setup is done (by the setup request before it answers,
+    else by a check every few seconds) and when a `FLUSH_SIGNAL` flush has been written, removed
+    at a clean shutdown. The writes run in an executor, one at a time, never on the IOLoop.
     """
 
     def __init__(self, server: LabServer, file: RuntimeFile) -> None:
@@ -302,6 +302,7 @@ class Presence:
             )
         self._answering = asyncio.create_task(self._answer_flushes())
         if self.file.info.setup_url:
+            self.server.services.login.on_setup_done = self.setup_done
             self.server.add_periodic(self._watch_setup, SETUP_WATCH_SECONDS, "setup watch").start()
 
     def flush_requested(self) -> None:
@@ -320,6 +321,11 @@ class Presence:
 
     async def _watch_setup(self) -> None:
         if self.file.info.setup_url and not await self.server.services.login.setup_pending():
+            await self.setup_done()
+
+    async def setup_done(self) -> None:
+        """Before the setup answer is sent: from then on no command may offer the spent link."""
+        if self.file.info.setup_url:
             await self._write(setup_url=None)
 
     async def _write(self, **changes: object) -> None:

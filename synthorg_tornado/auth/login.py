@@ -12,7 +12,7 @@ too, so the limits hold across every process.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +79,9 @@ class LoginService:
         self.failed_logins = 0
         # Also told of each failure: the lab-wide metric of several processes (`metrics`).
         self.on_failure: Callable[[], None] = _nothing
+        # Awaited once the first admin exists, before the setup answer is sent: the server
+        # withdraws the link from its runtime file (`server list`) there and then.
+        self.on_setup_done: Callable[[], Awaitable[None]] | None = None
         self.setup_token: str | None = None
 
     def _count_failure(self) -> None:
@@ -233,5 +236,15 @@ class LoginService:
         except Exception:
             self.setup_token = expected  # nothing was created: the token still works
             raise
+        await self._setup_done()
         setup = AuditEvent("auth.setup", Actor(user.id, user.username, ip_address), target=user.username)
         return await self.start_session(user, ip_address, user_agent, audit=setup)
+
+    async def _setup_done(self) -> None:
+        """The admin exists whatever happens here: a failure to say so is logged, not answered."""
+        if self.on_setup_done is None:
+            return
+        try:
+            await self.on_setup_done()
+        except Exception:
+            log.exception("could not withdraw the spent setup link from the runtime file")

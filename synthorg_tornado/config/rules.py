@@ -63,6 +63,7 @@ def validate(config: Config, problems: list[str]) -> list[str]:
         )
     warnings.extend(_database_file_warnings(config))
     _validate_metrics(config, problems)
+    warnings.extend(_local_scrape_warnings(config))
     secret = config.secret_path
     if server.processes > 1 and not secret.exists():
         warnings.append(
@@ -104,6 +105,36 @@ def _validate_metrics(config: Config, problems: list[str]) -> None:
             f"metrics.token_file {path} holds fewer than 16 characters; write a long random token "
             "(for example: openssl rand -hex 32)"
         )
+
+
+def _local_scrape_warnings(config: Config) -> list[str]:
+    """docs/deploy.md promises that a Prometheus on this host scrapes `/metrics` with nothing to
+    configure: it connects from a loopback address (or from server.host itself when that is one
+    specific address), which must then be in metrics.allow_networks unless a token is set."""
+    if config.metrics.token_file:
+        return []
+    sources = _local_scraper_addresses(config.server.host)
+    networks = [network for _, network in _parsed_networks(config.metrics.allow_networks)]
+    if not sources or any(source in network for source in sources for network in networks):
+        return []
+    listed = ", ".join(config.metrics.allow_networks) or "empty"
+    return [
+        f"metrics.allow_networks ({listed}) does not contain {sources[0]}, the address a Prometheus "
+        "on this host scrapes from, and metrics.token_file is not set: its scrapes get 401; add "
+        f"{sources[0]} to metrics.allow_networks or set metrics.token_file"
+    ]
+
+
+def _local_scraper_addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The source addresses of a connection from this host to server.host (none for a name)."""
+    loopback = [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")]
+    if host in ("", "localhost", "0.0.0.0", "::"):
+        return loopback if host != "0.0.0.0" else loopback[:1]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return []
+    return [address]
 
 
 def _database_file_warnings(config: Config) -> list[str]:

@@ -3,7 +3,9 @@
 Who may scrape, in order:
 - a client in `metrics.allow_networks` (loopback by default) whose request no proxy relayed, so a
   Prometheus on the same host or network needs no credentials, while the same path reached through
-  nginx (which always adds forwarding headers) does;
+  nginx (which always adds forwarding headers) does. A relayed request is one that carries any
+  forwarding header, whatever its value. A peer that is a trusted proxy does not make a request
+  relayed: with the guide's `trusted_proxies: [127.0.0.1]`, a local Prometheus has that address;
 - a scraper presenting the token of `metrics.token_file` (Prometheus's `bearer_token_file`);
 - an admin's session, or any API token.
 """
@@ -19,8 +21,7 @@ from synthorg_tornado.auth.identity import TOKEN
 from synthorg_tornado.errors import PermissionDenied
 from synthorg_tornado.handlers.base import ApiHandler
 from synthorg_tornado.handlers.decorators import allow_anonymous
-
-FORWARDING_HEADERS = ("X-Forwarded-For", "X-Real-IP", "Forwarded")
+from synthorg_tornado.serving.proxies import has_forwarding_headers
 
 
 class MetricsHandler(ApiHandler):
@@ -39,7 +40,7 @@ class MetricsHandler(ApiHandler):
             raise PermissionDenied("Metrics need an admin session, an API token or the scrape token.")
 
     def from_scrape_network(self) -> bool:
-        if any(name in self.request.headers for name in FORWARDING_HEADERS) or self.via_proxy:
+        if has_forwarding_headers(self.request.headers):
             return False
         try:
             address = ipaddress.ip_address(self.request.remote_ip or "")

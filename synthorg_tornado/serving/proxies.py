@@ -37,7 +37,7 @@ class TrustedProxies:
 
     def resolve(self, peer_ip: str, peer_scheme: str, headers: Mapping[str, str]) -> ClientAddress:
         if not self.networks or not self.is_trusted(peer_ip):
-            if _has_forwarding_headers(headers):
+            if has_forwarding_headers(headers):
                 log.debug("ignored forwarded headers from untrusted peer %s", peer_ip)
             return ClientAddress(peer_ip, peer_scheme, None)
         return ClientAddress(
@@ -101,7 +101,11 @@ class TrustedProxies:
         return next((element["proto"] for element in elements[start:] if "proto" in element), None)
 
 
-def _has_forwarding_headers(headers: Mapping[str, str]) -> bool:
+def has_forwarding_headers(headers: Mapping[str, str]) -> bool:
+    """Whether a proxy relayed the request (nginx always adds these), whatever their values.
+
+    A request from a trusted proxy's address without any of them came from that host itself,
+    not through the proxy: a Prometheus next to nginx scrapes that way."""
     names = ("X-Forwarded-For", "X-Real-Ip", "X-Forwarded-Proto", "X-Scheme", "Forwarded")
     return any(name in headers for name in names)
 
