@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.client import Client
 from tests.conftest import sqlite_lab
 from tests.realtime import connect, receive, receive_until, request
-from tests.servers import Lab, wait_for
+from tests.servers import Lab, rss_kib, wait_for
 
 KIB = 1024
 RATE = 10
@@ -123,13 +122,6 @@ def flood_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         "flood",
         realtime={"event_log_max_bytes": FLOOD_LOG_BYTES, "publish_rate_per_minute": 100_000},
     )
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def test_a_flood_of_maximal_events_leaves_the_server_rss_bounded(flood_lab: Lab) -> None:
