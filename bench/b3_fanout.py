@@ -13,7 +13,8 @@ in reverse order in the second round (`--fanout-rounds`):
   with two posts in flight at most: the delivered messages per second there are the capacity
   figure.
 
-synthorg-tornado runs with its default limits. Its sockets authenticate at the handshake with
+synthorg-tornado runs with its default limits, except the per-user publish rate (the admin publishes
+every event here; see `bench/servers.py`). Its sockets authenticate at the handshake with
 `Authorization: Bearer <session JWT>`: `--fanout-sockets / 16` members are created by the admin
 and log in once each, and each session opens 16 sockets (`websocket.max_connections_per_user` is
 20). Events go through `POST /api/v1/events {channel: "lab", ...}` with the admin's token. The

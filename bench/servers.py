@@ -39,6 +39,7 @@ STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 ADMIN_USERNAME = "benchadmin"
 ADMIN_PASSWORD = "bench-admin-password-1"
+BENCH_PUBLISH_RATE = 1_000_000  # the most realtime.publish_rate_per_minute allows
 # synthorg prints the listening line at INFO; at WARNING only the setup line names the URL.
 SETUP_LINE = re.compile(r"Open (https?://\S+/)setup\?token=([A-Za-z0-9_-]+)")
 LISTENING_LINE = re.compile(r"listening on (https?://[^\s\"]+)")
@@ -208,6 +209,9 @@ class Servers:
             "database": {"url": database_url or f"sqlite+aiosqlite:///{folder / 'lab.db'}"},
             "auth": {"bcrypt_rounds": 4, **(auth or {})},
             "logging": {"access_log": False, "level": "WARNING", "format": "text"},
+            # The fan-out benchmarks publish thousands of events a minute as the admin: the
+            # per-user publish rate is an abuse limit, not what they measure.
+            "realtime": {"publish_rate_per_minute": BENCH_PUBLISH_RATE},
         }
         config_path = folder / "config.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -40,6 +40,22 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 ACTIVE_SESSIONS_HELP = "Live sessions in this process's cache."
 LAB_ACTIVE_SESSIONS_HELP = "Live sessions in the lab (counted in the database at scrape time)."
+# Every label value comes from a fixed set, never from the client: the methods the server
+# implements (anything else, `gEt` included, is `other`), handler classes as route templates,
+# and status codes. An invented method or path would otherwise add a series for the life of
+# the process (and of the multiprocess files), and a scrape would grow with it.
+METHOD_LABELS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"
+
+
+def method_label(method: str) -> str:
+    """The method as a label: case-sensitive (RFC 9110 method names are), unknown ones `other`."""
+    return method if method in METHOD_LABELS else OTHER
+
+
+def status_label(status: int) -> str:
+    """A status code Tornado can send (100-599); anything else would be a handler's bug."""
+    return str(status) if isinstance(status, int) and 100 <= status <= 599 else OTHER
 
 
 class _CallbackCounter(Collector):
@@ -147,7 +163,7 @@ class Metrics:
             self.active_sessions = None
             self.failed_logins = Counter("synthorg_failed_logins", "Failed login attempts.", registry=None)
         self._count_active_sessions: Callable[[], Awaitable[int]] | None = None
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     def watch(
         self,
@@ -172,12 +188,15 @@ class Metrics:
             self.failed_logins.inc()
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        # The labelled children are looked up once per (route, method, status), not per request.
-        key = (route, method, status)
+        """`route` is a route template (the handler's class name), never a request's path.
+
+        The labelled children are looked up once per (route, method, status), not per request;
+        that lookup table is keyed by the labels, so it is as bounded as the series are."""
+        key = (route, method_label(method), status_label(status))
         children = self._children.get(key)
         if children is None:
             children = self._children[key] = (
-                self.requests.labels(route, method, str(status)),
+                self.requests.labels(*key),
                 self.latency.labels(route),
             )
         children[0].inc()

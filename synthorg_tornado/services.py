@@ -34,6 +34,7 @@ from synthorg_tornado.db.models import Session
 from synthorg_tornado.metrics import MULTIPROCESS_ENV, Metrics, read_scrape_token
 from synthorg_tornado.realtime.bus import USER_UNLOCKED, Bus, LocalBus, Message
 from synthorg_tornado.realtime.hub import Hub
+from synthorg_tornado.realtime.limits import PublishLimits
 from synthorg_tornado.realtime.pg_bus import PostgresBus
 from synthorg_tornado.realtime.presence import LabPresence
 from synthorg_tornado.settings.registry import SettingsRegistry
@@ -128,9 +129,15 @@ def build_services(config: Config, secret: bytes, environ: Mapping[str, str] | N
     node = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
     retention = config.realtime.event_retention_seconds
     bus: Bus = (
-        LocalBus(retention)
+        LocalBus(retention, config.realtime.event_log_max_bytes)
         if config.database.is_sqlite
-        else PostgresBus(database, node, retention, config.websocket.outbound_queue_limit)
+        else PostgresBus(
+            database,
+            node,
+            retention,
+            config.websocket.outbound_queue_limit,
+            config.realtime.event_log_max_bytes,
+        )
     )
     hasher = PasswordHasher(auth_config.bcrypt_rounds, auth_config.password_min_length)
     audit_log = AuditLog(database)
@@ -211,6 +218,7 @@ def build_services(config: Config, secret: bytes, environ: Mapping[str, str] | N
             max_subscriptions=lambda: settings_service.value("websocket", "max_subscriptions"),
             max_connections_per_user=config.websocket.max_connections_per_user,
             queue_limit=config.websocket.outbound_queue_limit,
+            limits=PublishLimits(config.realtime.max_event_bytes, config.realtime.publish_rate_per_minute),
         ),
         changes=(
             ChangeFeed(database, user_service, sessions, api_tokens, settings_service, bus, throttle)

@@ -85,6 +85,15 @@ def start_lab(directory: Path, database_url: str, env: dict[str, str] | None = N
         raise
 
 
+def sqlite_lab(tmp_path_factory: pytest.TempPathFactory, name: str, **sections: dict) -> Iterator[Lab]:
+    """The body of a module fixture: one SQLite lab with `sections` in its config, stopped
+    cleanly at the end (`yield from sqlite_lab(...)`)."""
+    folder = tmp_path_factory.mktemp(name)
+    lab = start_lab(folder, f"sqlite+aiosqlite:///{folder / 'lab.db'}", **sections)
+    yield lab
+    assert lab.server.terminate() == 0
+
+
 @pytest.fixture(scope="module")
 def lab(
     request: pytest.FixtureRequest, database_url: str, tmp_path_factory: pytest.TempPathFactory

@@ -36,6 +36,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def rss_kib(pid: int) -> int:
+    """VmRSS of a process, in KiB: what a test of memory bounds reads."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.02) -> Any:
     """Poll a condition with a deadline: for processes we do not control, never a fixed sleep."""
     deadline = time.monotonic() + timeout

@@ -14,7 +14,12 @@ from tests.realtime import closed_with, connect, handshake_status, receive, rece
 from tests.servers import Lab, ServerProcess, write_config
 
 TICKET_TTL = 2
-LAB_CONFIG = {"websocket": {"ticket_ttl_seconds": TICKET_TTL, "outbound_queue_limit": 20}}
+LAB_CONFIG = {
+    "websocket": {"ticket_ttl_seconds": TICKET_TTL, "outbound_queue_limit": 20},
+    # The slow-client test needs events big and many enough to back up a socket's buffers; the
+    # publish limits themselves are tested in test_event_limits.py.
+    "realtime": {"max_event_bytes": 256 * 1024, "publish_rate_per_minute": 10_000},
+}
 
 
 def ticket_for(client) -> str:  # type: ignore[no-untyped-def]

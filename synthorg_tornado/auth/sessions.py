@@ -70,7 +70,7 @@ class SessionService:
         self.audit = audit
         self.bus = bus
         self.policy = policy
-        self.cache = SessionCache()
+        self.cache = SessionCache(lifetime=policy.ttl, forget=tokens.forget_session)
         bus.subscribe(SESSION_REVOKED, self._on_revoked)
         bus.subscribe(USER_CHANGED, self._on_user_changed)
 
@@ -152,6 +152,7 @@ class SessionService:
         now = utcnow()
         claims = self.tokens.read(token, now)
         if claims.session_id in self.cache.revoked:
+            self.tokens.forget_session(claims.session_id)  # a logged-out token keeps nothing
             raise SessionRevoked()
         cached = self.cache.get(claims.session_id)
         user = self.users.peek(cached.user_id) if cached is not None else None
@@ -383,6 +384,7 @@ class SessionService:
                 delete(WsTicket).where((WsTicket.expires_at <= now) | WsTicket.used_at.is_not(None))
             )
             await session.commit()
+        self.tokens.evict_expired(now)
         # Each process ends its own sockets of expired sessions: nothing to tell the others.
         for session_id, user_id in self.cache.evict_expired(now):
             await self.bus.apply(

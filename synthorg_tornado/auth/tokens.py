@@ -47,13 +47,17 @@ class SessionTokens:
 
     A token string whose signature was verified once is remembered with its claims, so a busy
     client costs one signature check, not one per request; the expiry is still checked every
-    time, and revocation is the session cache's job. The memory is bounded (oldest out first).
+    time, and revocation is the session cache's job. An entry is forgotten when its session
+    ends (`forget_session`) or expires (`evict_expired`), and the memory is bounded in any case
+    (`remember` entries of about 800 bytes, oldest out first).
     """
 
     def __init__(self, key: bytes, remember: int = 50_000) -> None:
         self._key = key
         self._remember = remember
         self._verified: dict[str, SessionClaims] = {}
+        # Session id -> its token in `_verified`, so an ended session's entry can be found.
+        self._token_of: dict[str, str] = {}
 
     def issue(self, user_id: int, session_id: str, issued_at: datetime, expires_at: datetime) -> str:
         claims = {
@@ -70,11 +74,29 @@ class SessionTokens:
         if claims is None:
             claims = self._verify(token)
             if len(self._verified) >= self._remember:
-                del self._verified[next(iter(self._verified))]
+                self._drop(next(iter(self._verified)))
+            self._drop(self._token_of.get(claims.session_id))  # one entry per session
             self._verified[token] = claims
+            self._token_of[claims.session_id] = token
         if claims.expires_at <= (now or datetime.now(UTC)):
             raise SessionExpired()
         return claims
+
+    def forget_session(self, session_id: str) -> None:
+        self._drop(self._token_of.get(session_id))
+
+    def evict_expired(self, now: datetime) -> None:
+        for token, claims in list(self._verified.items()):
+            if claims.expires_at <= now:
+                self._drop(token)
+
+    def remembered(self) -> int:
+        return len(self._verified)
+
+    def _drop(self, token: str | None) -> None:
+        claims = self._verified.pop(token, None) if token is not None else None
+        if claims is not None and self._token_of.get(claims.session_id) == token:
+            del self._token_of[claims.session_id]
 
     def _verify(self, token: str) -> SessionClaims:
         try:

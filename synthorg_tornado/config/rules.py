@@ -64,6 +64,7 @@ def validate(config: Config, problems: list[str]) -> list[str]:
     warnings.extend(_database_file_warnings(config))
     _validate_metrics(config, problems)
     warnings.extend(_local_scrape_warnings(config))
+    warnings.extend(_realtime_rules(config, problems))
     secret = config.secret_path
     if server.processes > 1 and not secret.exists():
         warnings.append(
@@ -81,6 +82,22 @@ def validate(config: Config, problems: list[str]) -> list[str]:
                 f"run: chmod 600 {secret}"
             )
     return warnings
+
+
+def _realtime_rules(config: Config, problems: list[str]) -> list[str]:
+    """The event limits must fit inside each other; returns warnings, appends problems."""
+    realtime = config.realtime
+    if realtime.max_event_bytes > realtime.event_log_max_bytes:
+        problems.append(
+            f"realtime.max_event_bytes ({realtime.max_event_bytes}) exceeds realtime.event_log_max_bytes "
+            f"({realtime.event_log_max_bytes}): one event would not fit in the retained log"
+        )
+    if realtime.max_event_bytes > config.server.max_body_size:
+        return [
+            f"realtime.max_event_bytes ({realtime.max_event_bytes}) exceeds server.max_body_size "
+            f"({config.server.max_body_size}), so the body limit refuses large events first"
+        ]
+    return []
 
 
 def _validate_metrics(config: Config, problems: list[str]) -> None:

@@ -156,6 +156,27 @@ class RealtimeConfig:
         min=10,
         max=86400,
     )
+    max_event_bytes: int = _key(
+        64 * 1024,
+        "Largest event a publisher may send, in bytes of the compact JSON the log stores; "
+        "larger is refused with 413.",
+        min=256,
+        max=16 * 1024 * 1024,
+    )
+    event_log_max_bytes: int = _key(
+        64 * 1024 * 1024,
+        "Byte budget of the retained event log; past it the oldest events are dropped, and a "
+        "resume that needs them answers recovered: false.",
+        min=64 * 1024,
+        max=16 * 1024 * 1024 * 1024,
+    )
+    publish_rate_per_minute: int = _key(
+        120,
+        "Events one user may publish per minute (per process), in bursts of up to as many; "
+        "more is refused with 429 and Retry-After.",
+        min=1,
+        max=1_000_000,
+    )
 
 
 @dataclass(frozen=True)

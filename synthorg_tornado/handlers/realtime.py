@@ -56,7 +56,7 @@ class EventsHandler(ApiHandler):
             raise PermissionDenied(f"Your role cannot publish to {channel}.")
         if not isinstance(event_type, str) or not 0 < len(event_type) <= EVENT_TYPE_MAX:
             raise InvalidValue(f"event_type must be a string of 1-{EVENT_TYPE_MAX} characters.")
-        delivered = await self.services.hub.publish(channel, event_type, payload)
+        delivered = await self.services.hub.publish(self.identity.user.id, channel, event_type, payload)
         self.write_json({"channel": channel, "event_type": event_type, "delivered": delivered}, status=202)
 
 

@@ -17,6 +17,7 @@ after it. So on PostgreSQL a revocation and its message commit together, or neit
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -44,6 +45,14 @@ PRESENCE = "presence"
 REPLAYABLE = (EVENT_PUBLISHED, SETTING_UPDATED)
 # The most a LocalBus keeps in memory for replays, whatever the retention window says.
 LOCAL_LOG_LIMIT = 100_000
+# `realtime.event_log_max_bytes`: the retained log's byte budget, counted as stored JSON.
+DEFAULT_LOG_BYTES = 64 * 1024 * 1024
+
+
+def stored_size(payload: Any) -> int:
+    """The bytes a message's payload takes in the log: its compact JSON, which is ASCII (so
+    len() is bytes), as `bus_events` stores it."""
+    return len(json.dumps(payload, separators=(",", ":"), default=str))
 
 
 @dataclass(eq=False)
@@ -55,6 +64,8 @@ class Message:
     created_at: datetime = field(default_factory=utcnow)
     # Sockets of this process the message reached (the hub counts them for POST /events).
     delivered: int = 0
+    # What it counts against a LocalBus's byte budget (`stored_size`), once retained.
+    size: int = 0
 
 
 Listener = Callable[[Message], Awaitable[None] | None]
@@ -117,12 +128,16 @@ class Bus:
 
 
 class LocalBus(Bus):
-    """One process: the log is a window of recent messages in memory."""
+    """One process: the log is a window of recent messages in memory, bounded by age
+    (`retention_seconds`), by count (`LOCAL_LOG_LIMIT`) and by bytes (`max_bytes`): whichever
+    bound is reached first drops the oldest, and a resume from before them is not `recovered`."""
 
-    def __init__(self, retention_seconds: float = 300.0) -> None:
+    def __init__(self, retention_seconds: float = 300.0, max_bytes: int = DEFAULT_LOG_BYTES) -> None:
         super().__init__(retention_seconds)
+        self.max_bytes = max_bytes
+        self.retained_bytes = 0
         self._ids = count(1)
-        self._log: deque[Message] = deque(maxlen=LOCAL_LOG_LIMIT)
+        self._log: deque[Message] = deque()
         self._pruned_through = 0
 
     async def stage(self, db_session: AsyncSession, topic: str, payload: dict[str, Any]) -> Message:
@@ -140,9 +155,13 @@ class LocalBus(Bus):
     async def _append_and_apply(self, message: Message) -> None:
         message.id = next(self._ids)
         message.created_at = utcnow()
-        if len(self._log) == self._log.maxlen:
-            self._pruned_through = self._log[0].id
+        message.size = stored_size(message.payload)
         self._log.append(message)
+        self.retained_bytes += message.size
+        while len(self._log) > 1 and (
+            len(self._log) > LOCAL_LOG_LIMIT or self.retained_bytes > self.max_bytes
+        ):
+            self._drop_oldest()
         self.last_applied = message.id
         await self.apply(message)
 
@@ -159,4 +178,9 @@ class LocalBus(Bus):
         # The newest message always stays, so "nothing was pruned after N" can be told apart
         # from "nothing was ever logged".
         while len(self._log) > 1 and self._log[0].created_at < cutoff:
-            self._pruned_through = self._log.popleft().id
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        dropped = self._log.popleft()
+        self.retained_bytes -= dropped.size
+        self._pruned_through = dropped.id

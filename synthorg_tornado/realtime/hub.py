@@ -38,6 +38,7 @@ from synthorg_tornado.realtime.connection import (
     Connection,
     Transport,
 )
+from synthorg_tornado.realtime.limits import PublishLimits
 from synthorg_tornado.realtime.presence import LabPresence
 
 log = logging.getLogger("synthorg.hub")
@@ -67,8 +68,10 @@ class Hub:
         max_subscriptions: Callable[[], int],
         max_connections_per_user: int,
         queue_limit: int,
+        limits: PublishLimits,
     ) -> None:
         self.bus = bus
+        self.limits = limits
         self.presence = presence
         self.max_subscriptions = max_subscriptions
         self.max_connections_per_user = max_connections_per_user
@@ -227,11 +230,12 @@ class Hub:
 
     # -- delivery ----------------------------------------------------------------------
 
-    async def publish(self, channel: str, event_type: str, payload: Any) -> int:
-        """`POST /api/v1/events`: into the lab's log; returns the sockets of this process it reached."""
-        message = await self.bus.publish(
-            EVENT_PUBLISHED, {"channel": channel, "event_type": event_type, "payload": payload}
-        )
+    async def publish(self, publisher_id: int, channel: str, event_type: str, payload: Any) -> int:
+        """`POST /api/v1/events`: into the lab's log, within the publisher's size and rate
+        limits; returns the sockets of this process it reached."""
+        body = {"channel": channel, "event_type": event_type, "payload": payload}
+        self.limits.admit(publisher_id, body)
+        message = await self.bus.publish(EVENT_PUBLISHED, body)
         return message.delivered
 
     def _deliver(self, channel: str, event_type: str, payload: Any, message: Message) -> int:

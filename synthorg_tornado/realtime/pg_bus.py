@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from synthorg_tornado.clock import as_utc, utcnow
 from synthorg_tornado.db.engine import Database
-from synthorg_tornado.realtime.bus import REPLAYABLE, Bus, Message, Replay
+from synthorg_tornado.realtime.bus import DEFAULT_LOG_BYTES, REPLAYABLE, Bus, Message, Replay
 
 log = logging.getLogger("synthorg.bus")
 
@@ -66,6 +66,16 @@ _OLDEST = text("SELECT min(id) FROM bus_events")
 _NEWEST = text("SELECT coalesce(max(id), 0) FROM bus_events")
 # The newest row always stays, so "nothing after N was pruned" reads from the table alone.
 _PRUNE = text("DELETE FROM bus_events WHERE created_at < :cutoff AND id < (SELECT max(id) FROM bus_events)")
+# The byte budget: every row older than the newest one that takes the log past `budget`.
+_PRUNE_BYTES = text(
+    """
+    DELETE FROM bus_events WHERE id < (SELECT max(id) FROM bus_events) AND id <= (
+        SELECT id FROM (
+            SELECT id, sum(octet_length(payload)) OVER (ORDER BY id DESC) AS newer_bytes FROM bus_events
+        ) AS sized WHERE newer_bytes > :budget ORDER BY id DESC LIMIT 1
+    )
+    """
+)
 
 Resync = Callable[[], Awaitable[None]]
 
@@ -76,8 +86,16 @@ def listener_dsn(url: str) -> str:
 
 
 class PostgresBus(Bus):
-    def __init__(self, database: Database, node: str, retention_seconds: float, max_replay: int) -> None:
+    def __init__(
+        self,
+        database: Database,
+        node: str,
+        retention_seconds: float,
+        max_replay: int,
+        max_bytes: int = DEFAULT_LOG_BYTES,
+    ) -> None:
         super().__init__(retention_seconds)
+        self.max_bytes = max_bytes
         self.database = database
         self.node = node
         self.max_replay = max_replay
@@ -196,6 +214,7 @@ class PostgresBus(Bus):
     async def prune(self) -> None:
         async with self.database.session() as session:
             await session.execute(_PRUNE, {"cutoff": utcnow() - self.retention})
+            await session.execute(_PRUNE_BYTES, {"budget": self.max_bytes})
             await session.commit()
 
     # -- listening ---------------------------------------------------------------------
