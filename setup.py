@@ -46,6 +46,8 @@ setup(
             "playwright>=1.40",
             # axe-core (bundled in the package) for the pages' accessibility checks.
             "axe-playwright-python>=0.1.8",
+            # Property tests for code that sees arbitrary client text (the log masking).
+            "hypothesis>=6.100",
         ],
         "bench": ["jupyter_server>=2", "websockets>=12"],
     },
