@@ -96,6 +96,19 @@ def test_an_invented_method_of_60_kb_is_logged_in_a_capped_line(lab: Lab) -> Non
     assert MARKER in line and len(line) < LONGEST_LINE, line[:300]
 
 
+def test_a_refused_upload_with_a_hostile_query_is_logged_in_a_capped_line(lab: Lab) -> None:
+    """A refusal is logged by the HTTP layer, before any handler: another path to the filter."""
+    head = f"POST /api/v1/no-such-upload?{HOSTILE_QUERY} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", lab.server.port), timeout=60) as sock:
+            sock.sendall(f"{head}Content-Length: {64 * 1024 * 1024}\r\n\r\n".encode())
+            assert sock.recv(64).startswith(b"HTTP/1.1 413"), "the refusal was not answered"
+        assert health(lab) == 200
+    lines = [line for line in lab.server.log().splitlines() if "POST /api/v1/no-such-upload?" in line]
+    assert len(lines) == 3 and all(MARKER in line and len(line) < LONGEST_LINE for line in lines), lines
+    assert "RecursionError" not in lab.server.log()
+
+
 def _capture(formatter: logging.Formatter) -> tuple[logging.Logger, io.StringIO]:
     """A logger with the server's filter and the given formatter, writing to a string."""
     stream = io.StringIO()
