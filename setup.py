@@ -25,7 +25,10 @@ setup(
     packages=find_packages(include=["synthorg_tornado", "synthorg_tornado.*"]),
     data_files=data_files("alembic") + data_files("static"),
     install_requires=[
-        "tornado>=6.4",
+        # 6.5.5 at least: earlier releases parse some client input in quadratic time on the
+        # IOLoop (cookies before 6.4.2, repeated header lines before 6.5.3) or let a malformed
+        # multipart body flood the log (before 6.5.0) or run unbounded parts (before 6.5.5).
+        "tornado>=6.5.5",
         "SQLAlchemy[asyncio]>=2.0",
         "alembic>=1.13",
         "aiosqlite>=0.20",
@@ -46,6 +49,8 @@ setup(
             "playwright>=1.40",
             # axe-core (bundled in the package) for the pages' accessibility checks.
             "axe-playwright-python>=0.1.8",
+            # Property tests for code that sees arbitrary client text (the log masking).
+            "hypothesis>=6.100",
         ],
         "bench": ["jupyter_server>=2", "websockets>=12"],
     },

@@ -130,6 +130,12 @@ def test_filter_masks_message_arguments_and_exception_text() -> None:
         ("authorization: token header-secret", "header-secret"),
         ("Set-Cookie: _xsrf=cookie-secret; Path=/", "cookie-secret"),
         ("/api?new_password=suffix-secret", "suffix-secret"),
+        # Nested and repeated encodings, met in the same single pass (issue 16, defect 1).
+        ("next=%252F%253Ftoken%253Ddouble-secret%2526a%253D1", "double-secret"),
+        ("next=%25252F%25253Fticket%25253Dtriple-secret", "triple-secret"),
+        ("/p;a=1;password=semicolon-secret", "semicolon-secret"),
+        ("next=/x?token=plain-nested-secret", "plain-nested-secret"),
+        ("?%2574oken=twice-encoded-name", "twice-encoded-name"),
     ],
 )
 def test_mask_secrets_recognises_each_form(text: str, secret: str) -> None:

@@ -15,6 +15,10 @@ from typing import Any
 
 import ua_parser
 
+# The longest user agent stored or parsed. Real ones are under 300 characters; the parser's
+# rules are regular expressions whose cost grows with the text (about 5 ms at this length,
+# 80 ms at 8 KiB for some shapes), so a client-chosen header is cut before it reaches them.
+MAX_USER_AGENT = 512
 MOBILE_OS = frozenset({"Android", "iOS", "iPadOS", "Windows Phone", "KaiOS", "Chrome OS Mobile"})
 
 
@@ -27,7 +31,7 @@ def _version(part: Any) -> str | None:
 @functools.lru_cache(maxsize=4096)
 def describe(user_agent: str) -> dict[str, Any]:
     """`{browser, browser_version, os, os_version, device, mobile}`; unknown parts are null."""
-    result = ua_parser.parse(user_agent) if user_agent else None
+    result = ua_parser.parse(user_agent[:MAX_USER_AGENT]) if user_agent else None
     agent = result.user_agent if result else None
     system = result.os if result else None
     device = result.device if result else None

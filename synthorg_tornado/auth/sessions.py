@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from synthorg_tornado.auth.audit import Actor, AuditEvent, AuditLog
-from synthorg_tornado.auth.devices import describe_many
+from synthorg_tornado.auth.devices import MAX_USER_AGENT, describe_many
 from synthorg_tornado.auth.session_cache import CachedSession, SessionCache, cached_session
 from synthorg_tornado.auth.tokens import SessionTokens, new_session_id
 from synthorg_tornado.auth.users import UserRecord, UserService
@@ -41,8 +41,6 @@ from synthorg_tornado.errors import (
 from synthorg_tornado.realtime.bus import SESSION_REVOKED, USER_CHANGED, Bus, Message
 
 log = logging.getLogger("synthorg.sessions")
-
-MAX_USER_AGENT = 512
 
 
 @dataclass(frozen=True)

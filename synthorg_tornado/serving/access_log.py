@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlencode
 from tornado import httputil
 
 from synthorg_tornado.config import Config
+from synthorg_tornado.log_masking import MASK, SECRET_NAMES, cap
 from synthorg_tornado.logs import ACCESS_LOGGER
 
 if TYPE_CHECKING:
@@ -23,8 +24,11 @@ if TYPE_CHECKING:
 access_log = logging.getLogger(ACCESS_LOGGER)
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-# Query parameters that carry credentials: masked in every log line.
-SECRET_PARAMETERS = frozenset({"token", "ticket", "password", "_xsrf", "access_token"})
+# The path and query of an access line, and its method: short enough that the whole line stays
+# under the log's field cap (log_masking.MAX_FIELD_CHARS), so the status and request id that
+# follow them are never cut off.
+MAX_LOGGED_PATH = 2048
+MAX_LOGGED_METHOD = 32
 
 # Fresh ids: a random per-process prefix and a counter. Unique, 32 hex characters, and far
 # cheaper than a uuid4 per request.
@@ -56,7 +60,7 @@ def log_request(handler: web.RequestHandler) -> None:
     if not config.logging.access_log or not access_log.isEnabledFor(level):
         return
     fields = {
-        "method": request.method,
+        "method": cap(request.method or "", MAX_LOGGED_METHOD),
         "path": safe_path(request),
         "status": status,
         "ms": round(1000.0 * seconds, 2),
@@ -75,8 +79,12 @@ def log_request(handler: web.RequestHandler) -> None:
 
 
 def safe_path(request: httputil.HTTPServerRequest) -> str:
-    if not request.query:
-        return request.path
-    pairs = parse_qsl(request.query, keep_blank_values=True)
-    masked = [(key, "***" if key.lower() in SECRET_PARAMETERS else value) for key, value in pairs]
-    return f"{request.path}?{urlencode(masked, safe='*')}"
+    """The path and query for the access line: credentials masked, at most `MAX_LOGGED_PATH`
+    characters (and a marker), and only that much of the query is ever parsed."""
+    path, query = request.path, request.query
+    if not query or len(path) >= MAX_LOGGED_PATH:
+        return cap(path, MAX_LOGGED_PATH, dropped=len(query) + 1 if query else 0)
+    parsed = query[:MAX_LOGGED_PATH]
+    pairs = parse_qsl(parsed, keep_blank_values=True)
+    masked = [(key, MASK if key.lower() in SECRET_NAMES else value) for key, value in pairs]
+    return cap(f"{path}?{urlencode(masked, safe='*')}", MAX_LOGGED_PATH, dropped=len(query) - len(parsed))
