@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from synthorg_tornado.clock import as_utc, utcnow
 from synthorg_tornado.db.engine import Database
-from synthorg_tornado.realtime.bus import REPLAYABLE, Bus, Message, Replay
+from synthorg_tornado.realtime.bus import EVENT_PUBLISHED, REPLAYABLE, Bus, Message, Replay
 
 log = logging.getLogger("synthorg.bus")
 
@@ -66,6 +66,11 @@ _OLDEST = text("SELECT min(id) FROM bus_events")
 _NEWEST = text("SELECT coalesce(max(id), 0) FROM bus_events")
 # The newest row always stays, so "nothing after N was pruned" reads from the table alone.
 _PRUNE = text("DELETE FROM bus_events WHERE created_at < :cutoff AND id < (SELECT max(id) FROM bus_events)")
+# Every process applies the message that asks for it; after the first, nothing is left to delete.
+_FORGET_CHANNEL = text(
+    "DELETE FROM bus_events WHERE topic = :topic AND (payload::json ->> 'channel') = :channel"
+    " AND id < (SELECT max(id) FROM bus_events)"
+)
 
 Resync = Callable[[], Awaitable[None]]
 
@@ -196,6 +201,11 @@ class PostgresBus(Bus):
     async def prune(self) -> None:
         async with self.database.session() as session:
             await session.execute(_PRUNE, {"cutoff": utcnow() - self.retention})
+            await session.commit()
+
+    async def forget_channel(self, channel: str) -> None:
+        async with self.database.session() as session:
+            await session.execute(_FORGET_CHANNEL, {"topic": EVENT_PUBLISHED, "channel": channel})
             await session.commit()
 
     # -- listening ---------------------------------------------------------------------
