@@ -4,10 +4,12 @@ is ever read as the next account. SQLite is where ids were recycled; PostgreSQL 
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import pytest
 
+from synthorg_tornado.clock import utcnow
 from tests.realtime import closed_with, connect, receive_until, request
 from tests.servers import USER_PASSWORD, Lab, cli, wait_for
 
@@ -72,6 +74,36 @@ def test_user_delete_and_user_add_on_the_command_line_never_hand_over_a_token(la
     listed = lab.admin.get("/api/v1/users").json()
     successor = next(u for u in listed if u["username"] == "successor-cli")
     assert int(successor["id"]) > int(user["id"])
+
+
+def test_a_cached_token_or_session_never_admits_another_account_given_the_same_id(
+    lab: Lab, database_url: str
+) -> None:
+    """The caches' own guard, should an id ever be handed out twice: forced here by replacing
+    an account, in one transaction behind the server's back, with another of the same id."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("forced through SQLite's file; PostgreSQL labs announce every change on the bus")
+    user, _token, by_token = member_with_token(lab)
+    session, _ = lab.login(user["username"])
+    assert session.get("/api/v1/me").status == 200  # both cached by the server
+    stamp = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")
+    with sqlite3.connect(database_url.split("///", 1)[1]) as db:
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("DELETE FROM users WHERE id = ?", (int(user["id"]),))
+        db.execute(
+            "INSERT INTO users (id, username, username_key, display_name, role, disabled, created_at,"
+            " updated_at) VALUES (?, 'impostor', 'impostor', '', 'admin', 0, ?, ?)",
+            (int(user["id"]), stamp, stamp),
+        )
+    seen: list[tuple[int, str]] = []
+
+    def both_refused() -> bool:
+        replies = [by_token.get("/api/v1/me"), session.get("/api/v1/me")]
+        seen.extend((r.status, r.json().get("username", "")) for r in replies if r.status == 200)
+        return all(r.status == 401 for r in replies)
+
+    wait_for(both_refused, 5.0, "the server to refuse the replaced account's credentials")
+    assert "impostor" not in {name for _status, name in seen}, seen
 
 
 def test_a_deleted_users_audit_rows_never_appear_under_another_account(lab: Lab) -> None:
