@@ -209,6 +209,29 @@ async def test_one_online_and_one_offline_for_a_user_with_a_tab_on_each_process(
         watcher.close()
 
 
+@pytest.mark.gen_test(timeout=60)
+async def test_a_user_deleted_on_a_is_forgotten_by_b_at_once(two: TwoProcesses) -> None:
+    user, on_b, socket = await session_on_b(two)
+    client, _ = two.a.login(user["username"])
+    token = client.post("/api/v1/tokens", {"name": "script"}).json()["token"]
+    by_token_b = two.on_b(token=token, scheme="token")
+    assert by_token_b.get("/api/v1/me").status == 200  # cached on B
+    channel = f"user:{user['id']}"
+    assert publish(two.a.admin, channel, "private.note", {}).status == 202
+    admin_b = two.on_b(token=two.a.admin.token)
+    assert user["id"] in {p["user_id"] for p in admin_b.get("/api/v1/presence").json()}
+    assert two.a.admin.delete(f"/api/v1/users/{user['id']}").status == 204
+
+    def refused() -> bool:
+        return by_token_b.get("/api/v1/me").status == 401 and on_b.get("/api/v1/me").status == 401
+
+    wait_for(refused, 2.0, "B to refuse the deleted user's token and session")
+    assert await closed_with(socket, timeout=1.0) == 4001
+    assert user["id"] not in {p["user_id"] for p in admin_b.get("/api/v1/presence").json()}
+    retained = f"SELECT count(*) FROM bus_events WHERE payload::json ->> 'channel' = '{channel}'"  # noqa: S608
+    wait_for(lambda: two.sql(retained) == [(0,)], 2.0, "the user's retained events to be dropped")
+
+
 def test_concurrent_setting_writes_on_both_processes_bump_one_version(two: TwoProcesses) -> None:
     admin_b = two.on_b(token=two.a.admin.token)
     path = "/api/v1/settings/ui/banner"

@@ -23,7 +23,7 @@ from synthorg_tornado.clock import isoformat, utcnow
 from synthorg_tornado.db.engine import Database
 from synthorg_tornado.db.models import ApiToken, User
 from synthorg_tornado.errors import Conflict, InvalidValue, NotAuthenticated, NotFound
-from synthorg_tornado.realtime.bus import API_TOKEN_REVOKED, Bus, Message
+from synthorg_tornado.realtime.bus import API_TOKEN_REVOKED, USER_CHANGED, Bus, Message
 
 MAX_NAME = 128
 DEFAULT_PAGE = 50
@@ -37,6 +37,9 @@ _CURSOR = re.compile(r"[A-Za-z0-9_-]{2,28}")
 class CachedToken:
     id: int
     user_id: int
+    # The owner's `created_at` when the token was read: with `user_id`, the account itself. A
+    # token is honoured only for that account, never for another one that has the same id.
+    account_created_at: datetime
     token_hash: str
     expires_at: datetime | None
     revoked: bool
@@ -73,10 +76,23 @@ class ApiTokenService:
         self._by_hash: dict[str, CachedToken] = {}
         self._pending_use: dict[int, datetime] = {}
         bus.subscribe(API_TOKEN_REVOKED, self._on_revoked)
+        bus.subscribe(USER_CHANGED, self._on_user_changed)
 
     def forget_all(self) -> None:
         """Every token is read afresh at its next use (after a resync)."""
         self._by_hash.clear()
+
+    def _on_user_changed(self, message: Message) -> None:
+        """A deleted user's tokens went with it (ON DELETE CASCADE, so no revocation is
+        announced): forget them here, so their next use reads the database and is refused."""
+        if message.payload.get("deleted"):
+            self.forget_user(int(message.payload["user_id"]))
+
+    def forget_user(self, user_id: int) -> None:
+        for token_hash, cached in list(self._by_hash.items()):
+            if cached.user_id == user_id:
+                del self._by_hash[token_hash]
+                self._pending_use.pop(cached.id, None)
 
     def _on_revoked(self, message: Message) -> None:
         """Any process's revocation: the cached token is refused from now on."""
@@ -198,7 +214,10 @@ class ApiTokenService:
         if cached.expires_at is not None and cached.expires_at <= now:
             raise NotAuthenticated("The API token has expired.")
         user = await self.users.cached(cached.user_id)
-        if user is None or user.disabled:
+        if user is None or user.created_at != cached.account_created_at:
+            self.forget_user(cached.user_id)
+            raise NotAuthenticated("The API token's account no longer exists.")
+        if user.disabled:
             raise NotAuthenticated("The API token's account is disabled.")
         if cached.last_used_at is None or now - cached.last_used_at >= ACTIVITY_DEBOUNCE:
             cached.last_used_at = now
@@ -208,23 +227,33 @@ class ApiTokenService:
     async def authenticate_id(self, token_id: int) -> UserRecord:
         """The owner of a live token, by id (a redeemed ticket); the database is asked."""
         async with self.database.session() as session:
-            row = await session.get(ApiToken, token_id)
-        if row is None or row.revoked_at is not None:
+            found = (await session.execute(_WITH_OWNER.where(ApiToken.id == token_id))).first()
+        if found is None or found.ApiToken.revoked_at is not None:
             raise NotAuthenticated("The API token is revoked or invalid.")
+        row = found.ApiToken
         if row.expires_at is not None and row.expires_at <= utcnow():
             raise NotAuthenticated("The API token has expired.")
         user = await self.users.cached(row.user_id)
-        if user is None or user.disabled:
+        if user is None or user.created_at != found.account_created_at:
+            raise NotAuthenticated("The API token's account no longer exists.")
+        if user.disabled:
             raise NotAuthenticated("The API token's account is disabled.")
         return user
 
     async def _load(self, token_hash: str) -> CachedToken:
         async with self.database.session() as session:
-            row = await session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash))
-        if row is None:
+            found = (await session.execute(_WITH_OWNER.where(ApiToken.token_hash == token_hash))).first()
+        if found is None:
             raise NotAuthenticated("The API token is revoked or invalid.")
+        row = found.ApiToken
         cached = CachedToken(
-            row.id, row.user_id, row.token_hash, row.expires_at, row.revoked_at is not None, row.last_used_at
+            row.id,
+            row.user_id,
+            found.account_created_at,
+            row.token_hash,
+            row.expires_at,
+            row.revoked_at is not None,
+            row.last_used_at,
         )
         self._by_hash[token_hash] = cached
         return cached
@@ -257,6 +286,12 @@ class ApiTokenService:
             for tid, at in pending.items():
                 self._pending_use.setdefault(tid, at)
             raise
+
+
+# A token with its owner's creation time, read together so they describe the same account.
+_WITH_OWNER = select(ApiToken, User.created_at.label("account_created_at")).join(
+    User, User.id == ApiToken.user_id
+)
 
 
 def _live(user_id: int, now: datetime) -> tuple[Any, ...]:

@@ -40,6 +40,9 @@ class CachedSession:
     user_agent: str
     revoked: bool = False
     last_written_at: datetime | None = None
+    # The owner's `created_at` when the session was read (None: not read to be admitted). With
+    # `user_id` it names the account, so the session never admits another one with the same id.
+    account_created_at: datetime | None = None
     # The Bearer identity last built for this session (see Authenticator.identify_cached).
     identity: Any = None
 
@@ -57,7 +60,7 @@ class CachedSession:
         }
 
 
-def cached_session(row: SessionRow) -> CachedSession:
+def cached_session(row: SessionRow, account_created_at: datetime | None = None) -> CachedSession:
     return CachedSession(
         session_id=row.id,
         user_id=row.user_id,
@@ -68,6 +71,7 @@ def cached_session(row: SessionRow) -> CachedSession:
         user_agent=row.user_agent,
         revoked=row.revoked_at is not None,
         last_written_at=row.last_active_at,
+        account_created_at=account_created_at,
     )
 
 

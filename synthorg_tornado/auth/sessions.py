@@ -28,7 +28,7 @@ from synthorg_tornado.auth.users import UserRecord, UserService
 from synthorg_tornado.clock import utcnow
 from synthorg_tornado.db.engine import Database
 from synthorg_tornado.db.models import Session as SessionRow
-from synthorg_tornado.db.models import WsTicket
+from synthorg_tornado.db.models import User, WsTicket
 from synthorg_tornado.errors import (
     NotAuthenticated,
     NotFound,
@@ -139,7 +139,7 @@ class SessionService:
                 self.audit.add_event(session, audit)
             await session.commit()
         self.users.remember(record)
-        cached = cached_session(row)
+        cached = cached_session(row, record.created_at)
         self.cache.put(cached)
         await self._after_revoke(ended, announced)
         return self.tokens.issue(user.id, row.id, row.created_at, row.expires_at), cached
@@ -195,17 +195,21 @@ class SessionService:
         idle = self.policy.idle_timeout()
         if idle is not None and now - cached.last_active_at > idle:
             raise SessionExpired("This session ended after a period of inactivity. Log in again.")
+        if user.created_at != cached.account_created_at:
+            raise NotAuthenticated("The account no longer exists.")
         if user.disabled:
             raise SessionRevoked("This account is disabled.")
         self.cache.touch(cached, now)
         return user, cached
 
     async def _load(self, session_id: str) -> CachedSession:
+        statement = select(SessionRow, User.created_at).join(User).where(SessionRow.id == session_id)
         async with self.database.session() as session:
-            row = await session.get(SessionRow, session_id)
-        if row is None:
+            found = (await session.execute(statement)).first()
+        if found is None:
             raise NotAuthenticated("The session does not exist.")
-        cached = cached_session(row)
+        row, account_created_at = found
+        cached = cached_session(row, account_created_at)
         self.cache.put(cached)
         return cached
 

@@ -52,8 +52,16 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+# Every generated integer id is handed out once, ever. SQLite without AUTOINCREMENT gives a new
+# row the largest id plus one, so deleting the newest user made the next one inherit its id and
+# with it whatever was still keyed by that number (caches, retained events, audit rows).
+# PostgreSQL's sequences never reuse a number; the option means nothing there.
+NEVER_REUSED = {"sqlite_autoincrement": True}
+
+
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -107,6 +115,7 @@ class Session(Base):
 
 class ApiToken(Base):
     __tablename__ = "api_tokens"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(
@@ -136,6 +145,7 @@ class Setting(Base):
 
 class AuditEntry(Base):
     __tablename__ = "audit_log"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
@@ -173,6 +183,7 @@ class LoginAttempt(Base):
     __table_args__ = (
         Index("ix_login_attempts_ip_at", "ip", "at"),
         Index("ix_login_attempts_account_ip_at", "account", "ip", "at"),
+        NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(
@@ -190,7 +201,7 @@ class BusEvent(Base):
     but keeps its log in memory."""
 
     __tablename__ = "bus_events"
-    __table_args__ = (Index("ix_bus_events_created_at", "created_at"),)
+    __table_args__ = (Index("ix_bus_events_created_at", "created_at"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True

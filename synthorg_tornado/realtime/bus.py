@@ -116,6 +116,9 @@ class Bus:
     async def prune(self) -> None:
         """Drop what is older than the retention window."""
 
+    async def forget_channel(self, channel: str) -> None:
+        """Drop the retained events of `channel` (a deleted user's own): no resume replays them."""
+
     async def apply(self, message: Message) -> None:
         """Every listener of the topic; one failing listener never stops the others."""
         for listener in list(self._listeners.get(message.topic, ())):
@@ -173,6 +176,12 @@ class LocalBus(Bus):
 
     async def prune(self) -> None:
         self._prune_before(utcnow() - self.retention)
+
+    async def forget_channel(self, channel: str) -> None:
+        kept = [m for m in self._log if m.topic != EVENT_PUBLISHED or m.payload.get("channel") != channel]
+        if len(kept) < len(self._log):
+            self._log = deque(kept)
+            self.retained_bytes = sum(message.size for message in kept)
 
     def _prune_before(self, cutoff: datetime) -> None:
         # The newest message always stays, so "nothing was pruned after N" can be told apart

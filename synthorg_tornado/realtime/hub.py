@@ -83,6 +83,7 @@ class Hub:
         bus.subscribe(SESSION_REVOKED, self._on_session_revoked)
         bus.subscribe(API_TOKEN_REVOKED, self._on_token_revoked)
         bus.subscribe(USER_CHANGED, self._on_user_changed)
+        bus.subscribe(USER_CHANGED, self._forget_deleted_user)
         bus.subscribe(SETTING_UPDATED, self._on_replayable)
         bus.subscribe(EVENT_PUBLISHED, self._on_replayable)
 
@@ -287,6 +288,14 @@ class Hub:
         for connection in list(self.connections):
             if connection.api_token_id == token_id:
                 connection.close(CLOSE_REVOKED, "token revoked")
+
+    async def _forget_deleted_user(self, message: Message) -> None:
+        """A deleted user leaves nothing behind here: not in presence from this point of the log
+        (whatever closes of its sockets are still on their way), nor in retained events."""
+        if message.payload.get("deleted"):
+            user_id = int(message.payload["user_id"])
+            self.presence.forget(user_id, message)
+            await self.bus.forget_channel(channels.user_channel(user_id))
 
     def _on_user_changed(self, message: Message) -> None:
         event = message.payload

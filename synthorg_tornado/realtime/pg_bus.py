@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from synthorg_tornado.clock import as_utc, utcnow
 from synthorg_tornado.db.engine import Database
-from synthorg_tornado.realtime.bus import DEFAULT_LOG_BYTES, REPLAYABLE, Bus, Message, Replay
+from synthorg_tornado.realtime.bus import DEFAULT_LOG_BYTES, EVENT_PUBLISHED, REPLAYABLE, Bus, Message, Replay
 
 log = logging.getLogger("synthorg.bus")
 
@@ -75,6 +75,11 @@ _PRUNE_BYTES = text(
         ) AS sized WHERE newer_bytes > :budget ORDER BY id DESC LIMIT 1
     )
     """
+)
+# Every process applies the message that asks for it; after the first, nothing is left to delete.
+_FORGET_CHANNEL = text(
+    "DELETE FROM bus_events WHERE topic = :topic AND (payload::json ->> 'channel') = :channel"
+    " AND id < (SELECT max(id) FROM bus_events)"
 )
 
 Resync = Callable[[], Awaitable[None]]
@@ -215,6 +220,11 @@ class PostgresBus(Bus):
         async with self.database.session() as session:
             await session.execute(_PRUNE, {"cutoff": utcnow() - self.retention})
             await session.execute(_PRUNE_BYTES, {"budget": self.max_bytes})
+            await session.commit()
+
+    async def forget_channel(self, channel: str) -> None:
+        async with self.database.session() as session:
+            await session.execute(_FORGET_CHANNEL, {"topic": EVENT_PUBLISHED, "channel": channel})
             await session.commit()
 
     # -- listening ---------------------------------------------------------------------

@@ -99,6 +99,18 @@ class LabPresence:
             del self.local[user_id]
         self._mark(user_id)
 
+    def forget(self, user_id: int, message: Message) -> None:
+        """A deleted user, dropped from every node's table at one point of the log (each node
+        applies the same message), with `presence.offline` if it was online."""
+        before = {user_id: self._total(user_id)}
+        users = {user_id: next((t[user_id] for t in self.lab.values() if user_id in t), None)}
+        self.local.pop(user_id, None)
+        self._dirty.discard(user_id)
+        for node, table in list(self.lab.items()):
+            if table.pop(user_id, None) is not None and not table:
+                del self.lab[node]
+        self._emit_crossings(before, users, message)
+
     def _mark(self, user_id: int) -> None:
         self._dirty.add(user_id)
         self._changed.set()
