@@ -51,6 +51,14 @@ setup(
             "axe-playwright-python>=0.1.8",
             # Property tests for code that sees arbitrary client text (the log masking).
             "hypothesis>=6.100",
+            # What Mozilla's HTTP Observatory scanner (httpobs, tests/test_observatory.py) imports.
+            # httpobs itself pins 2018 versions that no longer build, so the Makefile installs it
+            # with --no-deps on top of these.
+            "requests>=2.27",
+            "beautifulsoup4>=4.6",
+            "publicsuffixlist>=0.7",
+            "tld>=0.12",
+            "celery>=5.2",
         ],
         "bench": ["jupyter_server>=2", "websockets>=12"],
     },

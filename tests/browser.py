@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright, sync_playwright
 
 from tests.servers import USER_PASSWORD, Lab
 
@@ -43,13 +44,37 @@ PAGE_BUDGET_BYTES = 150 * 1024
 NOT_PAGE_WEIGHT = frozenset({"fetch", "xmlhttprequest", "beacon", "img"})
 
 
+# Installed before a page's own scripts in every context: each Content-Security-Policy violation
+# is kept in `window.cspViolations` and reported to the test through a binding, which outlives the
+# page, so a violation just before a navigation is not lost with the document that saw it.
+RECORD_CSP_VIOLATIONS = """
+(() => {
+    window.cspViolations = [];
+    window.addEventListener("securitypolicyviolation", (event) => {
+        const seen = `${event.effectiveDirective} blocked ${event.blockedURI || "inline"}`
+            + ` at ${event.sourceFile || event.documentURI}:${event.lineNumber}`;
+        window.cspViolations.push(seen);
+        window.reportCspViolation(seen);
+    }, true);
+})();
+"""
+# Console errors that are the browser reporting an answer a test asked for (a 401, 404 or 429 to
+# a fetch, a WebSocket refused or cut on purpose), not a fault of the page.
+EXPECTED_CONSOLE_ERRORS = re.compile(r"^(Failed to load resource: |WebSocket connection to )")
+
+
 class HeadlessChromium:
-    """One browser process; each test opens its own context, so cookies never leak between tests."""
+    """One browser process; each test opens its own context, so cookies never leak between tests.
+
+    Every context records what its pages report going wrong: Content-Security-Policy violations,
+    console errors and uncaught exceptions. `take_problems` hands them over; conftest.py asserts
+    after every test that used the browser that there were none."""
 
     def __init__(self, executable: Path = CHROMIUM) -> None:
         self.executable = executable
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
+        self._problems: list[str] = []
 
     def start(self) -> HeadlessChromium:
         if not self.executable.exists():
@@ -69,7 +94,35 @@ class HeadlessChromium:
         assert self._browser is not None
         context = self._browser.new_context(viewport=viewport, color_scheme=color_scheme)  # type: ignore[arg-type]
         context.set_default_timeout(TIMEOUT_MS)
+        self._record_problems(context)
         return context
+
+    def _record_problems(self, context: BrowserContext) -> None:
+        problems = self._problems
+        context.expose_binding(
+            "reportCspViolation",
+            lambda source, seen: problems.append(f"CSP violation on {source['page'].url}: {seen}"),
+        )
+        context.add_init_script(RECORD_CSP_VIOLATIONS)
+
+        def on_console(message: ConsoleMessage) -> None:
+            if message.type == "error" and not EXPECTED_CONSOLE_ERRORS.match(message.text):
+                problems.append(
+                    f"console error on {message.page.url if message.page else '?'}: {message.text}"
+                )
+
+        context.on("console", on_console)
+        context.on(
+            "weberror",
+            lambda error: problems.append(
+                f"uncaught on {error.page.url if error.page else '?'}: {error.error}"
+            ),
+        )
+
+    def take_problems(self) -> list[str]:
+        """What the pages reported going wrong since the last call."""
+        problems, self._problems[:] = list(self._problems), []
+        return problems
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):

@@ -119,6 +119,16 @@ def chromium() -> Iterator[HeadlessChromium]:
     browser.stop()
 
 
+@pytest.fixture(autouse=True)
+def pages_report_no_problem(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every test that drove the browser: no page it (or its module's fixtures) opened
+    reported a Content-Security-Policy violation, a console error or an uncaught exception."""
+    yield
+    if "chromium" in request.fixturenames:
+        chromium: HeadlessChromium = request.getfixturevalue("chromium")
+        assert chromium.take_problems() == []
+
+
 @pytest.fixture
 def context(chromium: HeadlessChromium) -> Iterator[BrowserContext]:
     """A fresh profile per test: no cookies, storage or cache from another test."""

@@ -46,6 +46,10 @@ def test_an_api_401_on_an_open_page_sends_it_to_login_with_the_reason(lab: Lab, 
     page.wait_for_url(f"{lab.url}?tab=2")
     time.sleep(IDLE_SECONDS + 0.5)
     # Any call of the page's shared API helper meets the 401 (1003) and goes to the login page.
-    page.evaluate("import('/static/api.js').then(m => m.api('GET', 'api/v1/me')).catch(() => null)")
-    page.wait_for_url(f"{lab.url}login?next=%2F%3Ftab%3D2&reason=expired")
+    # The call is started, not awaited: the navigation it causes ends the document the promise
+    # lives in, so awaiting it would race that navigation. The test waits for the navigation.
+    with page.expect_navigation(url=f"{lab.url}login?next=%2F%3Ftab%3D2&reason=expired"):
+        page.evaluate(
+            "() => { import('/static/api.js').then(m => m.api('GET', 'api/v1/me')).catch(() => null); }"
+        )
     expect(page.locator("#notice")).to_have_text(EXPIRED)

@@ -52,8 +52,8 @@ def test_without_root_it_stops_with_one_line_naming_what_is_missing() -> None:
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert "nginx postgresql openssl chromium" in lines[0]
-    assert "apt-get install -y nginx postgresql openssl chromium" in lines[0]
+    assert "nginx postgresql openssl chromium fonts-dejavu-core" in lines[0]
+    assert "apt-get install -y nginx postgresql openssl chromium fonts-dejavu-core" in lines[0]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the install path runs as root")
@@ -69,4 +69,4 @@ def test_as_root_it_installs_the_missing_packages_with_apt(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     asked = calls.read_text().splitlines()
     assert asked[0] == "update -qq"
-    assert asked[1].endswith("nginx postgresql openssl chromium")
+    assert asked[1].endswith("nginx postgresql openssl chromium fonts-dejavu-core")
