@@ -44,6 +44,10 @@ log = logging.getLogger("synthorg.sessions")
 
 MAX_USER_AGENT = 512
 
+# What a revocation statement did: (session id, user id) of each session it ended, and the bus
+# messages to deliver once its transaction has committed.
+Revoked = tuple[list[tuple[str, int]], list[Message]]
+
 
 @dataclass(frozen=True)
 class SessionPolicy:
@@ -143,7 +147,7 @@ class SessionService:
         self.users.remember(record)
         cached = cached_session(row)
         self.cache.put(cached)
-        await self._after_revoke(ended, announced)
+        await self.after_revoke((ended, announced))
         return self.tokens.issue(user.id, row.id, row.created_at, row.expires_at), cached
 
     def authenticate_cached(self, token: str) -> tuple[UserRecord, CachedSession] | None:
@@ -272,32 +276,38 @@ class SessionService:
             log.error("could not revoke session: %s", type(exc).__name__)
             raise PersistenceFailure("The session could not be revoked; it is still active.") from None
         self.cache.revoke(session_id)
-        await self._after_revoke(ended, announced)
+        await self.after_revoke((ended, announced))
 
     async def revoke_all(self, user_id: int, reason: str, actor: Actor, keep: str | None = None) -> int:
         """Revoke every live session of a user, except `keep`; returns how many this call ended."""
-        now = utcnow()
-        conditions = [SessionRow.user_id == user_id, SessionRow.expires_at > now]
-        if keep is not None:
-            conditions.append(SessionRow.id != keep)
         try:
             async with self.database.session() as session:
-                ended, announced = await self._revoke_rows(session, conditions, now, reason, actor)
+                revoked = await self.stage_revoke_all(session, user_id, reason, actor, keep)
                 await session.commit()
         except Unavailable:
             raise
         except Exception as exc:
             log.error("could not revoke sessions: %s", type(exc).__name__)
             raise PersistenceFailure("The sessions could not be revoked; they are still active.") from None
-        await self._after_revoke(ended, announced)
-        return len(ended)
+        await self.after_revoke(revoked)
+        return len(revoked[0])
+
+    async def stage_revoke_all(
+        self, session: AsyncSession, user_id: int, reason: str, actor: Actor, keep: str | None = None
+    ) -> Revoked:
+        """`revoke_all` in the caller's transaction (an account change's), so the change and
+        the end of the sessions commit together; hand the result to `after_revoke` once it has."""
+        now = utcnow()
+        conditions = [SessionRow.user_id == user_id, SessionRow.expires_at > now]
+        if keep is not None:
+            conditions.append(SessionRow.id != keep)
+        return await self._revoke_rows(session, conditions, now, reason, actor)
 
     async def _revoke_rows(
         self, session: AsyncSession, conditions: Sequence[Any], now: datetime, reason: str, actor: Actor
-    ) -> tuple[list[tuple[str, int]], list[Message]]:
+    ) -> Revoked:
         """Revoke the live rows matching `conditions` in one statement, auditing and announcing
-        each in the caller's transaction; returns (session id, user id) of the rows this
-        statement changed, and the bus messages to deliver once it commits.
+        each in the caller's transaction.
 
         `revoked_at IS NULL` is re-checked by the database on each row it updates, so a row that
         a concurrent transaction revoked first is not changed (nor audited) again.
@@ -311,13 +321,8 @@ class SessionService:
         )
         ended = [(session_id, user_id) for session_id, user_id in result.all()]
         for session_id, _user_id in ended:
-            self.audit.add(
-                session,
-                "session.revoke",
-                actor,
-                target=f"session:{session_id[:8]}",
-                detail={"reason": reason},
-            )
+            target = f"session:{session_id[:8]}"
+            self.audit.add(session, "session.revoke", actor, target=target, detail={"reason": reason})
         announced = [
             await self.bus.stage(
                 session,
@@ -328,8 +333,9 @@ class SessionService:
         ]
         return ended, announced
 
-    async def _after_revoke(self, ended: list[tuple[str, int]], announced: list[Message]) -> None:
+    async def after_revoke(self, revoked: Revoked) -> None:
         """Once committed: this process's cache at once, other processes and sockets by the bus."""
+        ended, announced = revoked
         for session_id, _user_id in ended:
             self.cache.revoke(session_id)
         await self.bus.deliver(announced)
