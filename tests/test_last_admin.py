@@ -21,7 +21,7 @@ from tests.client import Client, Reply
 from tests.servers import USER_PASSWORD, Lab, cli
 from tests.test_login_concurrency import burst
 
-ROUNDS = 3
+ROUNDS = 5
 ACTIONS = ("demote", "disable", "delete")
 # Every pair of the three actions that remove an admin, each side with each action.
 PAIRS = list(itertools.combinations_with_replacement(ACTIONS, 2))
