@@ -1,4 +1,8 @@
-"""Users: creation, changes, and an in-memory directory so authentication never waits on the DB."""
+"""Users: creation, reads, and an in-memory directory so authentication never waits on the DB.
+
+Changes to an existing account (role, disabled, password, delete) are `accounts.py`'s, where
+each has every rule it needs.
+"""
 
 from __future__ import annotations
 
