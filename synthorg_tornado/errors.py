@@ -27,6 +27,7 @@ class ErrorCode(IntEnum):
     DUPLICATE_RECORD = 4001
     VERSION_CONFLICT = 4002
     PRECONDITION_REQUIRED = 4003
+    LAST_ADMIN = 4004
     RATE_LIMITED = 5000
     INTERNAL_ERROR = 8000
     SERVICE_UNAVAILABLE = 8001
@@ -138,6 +139,13 @@ class VersionConflict(Conflict):
     default_detail = "The resource changed since you read it."
 
 
+class LastAdmin(Conflict):
+    """The change would leave the lab without an enabled admin, and so without anyone able to
+    manage its users through the API."""
+
+    default_detail = "The lab must keep at least one enabled admin."
+
+
 class PreconditionRequired(LabError):
     default_detail = "This write needs an If-Match header with the ETag you read."
 
@@ -171,6 +179,7 @@ PROBLEM_TABLE: dict[type[LabError], tuple[int, ErrorCode]] = {
     NotFound: (404, ErrorCode.RESOURCE_NOT_FOUND),
     DuplicateRecord: (409, ErrorCode.DUPLICATE_RECORD),
     VersionConflict: (412, ErrorCode.VERSION_CONFLICT),
+    LastAdmin: (409, ErrorCode.LAST_ADMIN),
     Conflict: (409, ErrorCode.RESOURCE_CONFLICT),
     PreconditionRequired: (428, ErrorCode.PRECONDITION_REQUIRED),
     RateLimited: (429, ErrorCode.RATE_LIMITED),

@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from synthorg_tornado.auth.accounts import AccountService
 from synthorg_tornado.auth.api_tokens import ApiTokenService
 from synthorg_tornado.auth.audit import AuditLog
 from synthorg_tornado.auth.identity import Authenticator
@@ -53,6 +54,8 @@ class Services:
     audit: AuditLog
     users: UserService
     sessions: SessionService
+    # Every change to an existing account, with its rules (handlers and command line alike).
+    accounts: AccountService
     api_tokens: ApiTokenService
     authenticator: Authenticator
     throttle: LoginThrottle
@@ -204,6 +207,7 @@ def build_services(config: Config, secret: bytes, environ: Mapping[str, str] | N
         audit=audit_log,
         users=user_service,
         sessions=sessions,
+        accounts=AccountService(database, user_service, sessions, login, audit_log, bus),
         api_tokens=api_tokens,
         authenticator=Authenticator(sessions, api_tokens),
         throttle=throttle,

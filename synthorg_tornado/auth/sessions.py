@@ -16,19 +16,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CTE, bindparam, delete, select, update
+from sqlalchemy import CTE, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from synthorg_tornado.auth.audit import Actor, AuditEvent, AuditLog
 from synthorg_tornado.auth.devices import MAX_USER_AGENT, describe_many
 from synthorg_tornado.auth.session_cache import CachedSession, SessionCache, cached_session
+from synthorg_tornado.auth.session_upkeep import flush_activity, prune_expired
 from synthorg_tornado.auth.tokens import SessionTokens, new_session_id
 from synthorg_tornado.auth.users import UserRecord, UserService
 from synthorg_tornado.clock import utcnow
 from synthorg_tornado.db.engine import Database
 from synthorg_tornado.db.models import Session as SessionRow
-from synthorg_tornado.db.models import User, WsTicket
+from synthorg_tornado.db.models import User
 from synthorg_tornado.errors import (
     NotAuthenticated,
     NotFound,
@@ -41,6 +42,10 @@ from synthorg_tornado.errors import (
 from synthorg_tornado.realtime.bus import SESSION_REVOKED, USER_CHANGED, Bus, Message
 
 log = logging.getLogger("synthorg.sessions")
+
+# What a revocation statement did: (session id, user id) of each session it ended, and the bus
+# messages to deliver once its transaction has committed.
+Revoked = tuple[list[tuple[str, int]], list[Message]]
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,7 @@ class SessionService:
         self.users.remember(record)
         cached = cached_session(row, record.created_at)
         self.cache.put(cached)
-        await self._after_revoke(ended, announced)
+        await self.after_revoke((ended, announced))
         return self.tokens.issue(user.id, row.id, row.created_at, row.expires_at), cached
 
     def authenticate_cached(self, token: str) -> tuple[UserRecord, CachedSession] | None:
@@ -275,32 +280,38 @@ class SessionService:
             log.error("could not revoke session: %s", type(exc).__name__)
             raise PersistenceFailure("The session could not be revoked; it is still active.") from None
         self.cache.revoke(session_id)
-        await self._after_revoke(ended, announced)
+        await self.after_revoke((ended, announced))
 
     async def revoke_all(self, user_id: int, reason: str, actor: Actor, keep: str | None = None) -> int:
         """Revoke every live session of a user, except `keep`; returns how many this call ended."""
-        now = utcnow()
-        conditions = [SessionRow.user_id == user_id, SessionRow.expires_at > now]
-        if keep is not None:
-            conditions.append(SessionRow.id != keep)
         try:
             async with self.database.session() as session:
-                ended, announced = await self._revoke_rows(session, conditions, now, reason, actor)
+                revoked = await self.stage_revoke_all(session, user_id, reason, actor, keep)
                 await session.commit()
         except Unavailable:
             raise
         except Exception as exc:
             log.error("could not revoke sessions: %s", type(exc).__name__)
             raise PersistenceFailure("The sessions could not be revoked; they are still active.") from None
-        await self._after_revoke(ended, announced)
-        return len(ended)
+        await self.after_revoke(revoked)
+        return len(revoked[0])
+
+    async def stage_revoke_all(
+        self, session: AsyncSession, user_id: int, reason: str, actor: Actor, keep: str | None = None
+    ) -> Revoked:
+        """`revoke_all` in the caller's transaction (an account change's), so the change and
+        the end of the sessions commit together; hand the result to `after_revoke` once it has."""
+        now = utcnow()
+        conditions = [SessionRow.user_id == user_id, SessionRow.expires_at > now]
+        if keep is not None:
+            conditions.append(SessionRow.id != keep)
+        return await self._revoke_rows(session, conditions, now, reason, actor)
 
     async def _revoke_rows(
         self, session: AsyncSession, conditions: Sequence[Any], now: datetime, reason: str, actor: Actor
-    ) -> tuple[list[tuple[str, int]], list[Message]]:
+    ) -> Revoked:
         """Revoke the live rows matching `conditions` in one statement, auditing and announcing
-        each in the caller's transaction; returns (session id, user id) of the rows this
-        statement changed, and the bus messages to deliver once it commits.
+        each in the caller's transaction.
 
         `revoked_at IS NULL` is re-checked by the database on each row it updates, so a row that
         a concurrent transaction revoked first is not changed (nor audited) again.
@@ -314,13 +325,8 @@ class SessionService:
         )
         ended = [(session_id, user_id) for session_id, user_id in result.all()]
         for session_id, _user_id in ended:
-            self.audit.add(
-                session,
-                "session.revoke",
-                actor,
-                target=f"session:{session_id[:8]}",
-                detail={"reason": reason},
-            )
+            target = f"session:{session_id[:8]}"
+            self.audit.add(session, "session.revoke", actor, target=target, detail={"reason": reason})
         announced = [
             await self.bus.stage(
                 session,
@@ -331,8 +337,9 @@ class SessionService:
         ]
         return ended, announced
 
-    async def _after_revoke(self, ended: list[tuple[str, int]], announced: list[Message]) -> None:
+    async def after_revoke(self, revoked: Revoked) -> None:
         """Once committed: this process's cache at once, other processes and sockets by the bus."""
+        ended, announced = revoked
         for session_id, _user_id in ended:
             self.cache.revoke(session_id)
         await self.bus.deliver(announced)
@@ -353,39 +360,14 @@ class SessionService:
                 self.cache.revoke(cached.session_id)
 
     async def flush_activity(self) -> None:
-        """Write the debounced `last_active_at` values in one batch.
-
-        The one session write that is batched, and so may be lost by a crash (up to a minute of
-        activity, see `session_cache`). A failed batch is kept for the next try.
-        """
-        pending, self.cache.pending_activity = self.cache.pending_activity, {}
-        if not pending:
-            return
-        try:
-            async with self.database.session() as session:
-                await (await session.connection()).execute(
-                    update(SessionRow.__table__)
-                    .where(SessionRow.__table__.c.id == bindparam("sid"))
-                    .values(last_active_at=bindparam("at")),
-                    [{"sid": sid, "at": at} for sid, at in pending.items()],
-                )
-                await session.commit()
-        except Exception:
-            # Put them back: the next flush tries again.
-            for sid, at in pending.items():
-                self.cache.pending_activity.setdefault(sid, at)
-            raise
+        """Write the debounced `last_active_at` values in one batch (see `session_upkeep`)."""
+        await flush_activity(self.database, self.cache)
 
     async def cleanup(self) -> None:
         """Prune expired sessions and spent tickets; keep revoked-but-unexpired rows (1002)."""
-        now = utcnow()
         await self.flush_activity()
-        async with self.database.session() as session:
-            await session.execute(delete(SessionRow).where(SessionRow.expires_at <= now))
-            await session.execute(
-                delete(WsTicket).where((WsTicket.expires_at <= now) | WsTicket.used_at.is_not(None))
-            )
-            await session.commit()
+        now = utcnow()
+        await prune_expired(self.database, now)
         self.tokens.evict_expired(now)
         # Each process ends its own sockets of expired sessions: nothing to tell the others.
         for session_id, user_id in self.cache.evict_expired(now):

@@ -1,11 +1,14 @@
-"""Users: creation, changes, and an in-memory directory so authentication never waits on the DB."""
+"""Users: creation, reads, and an in-memory directory so authentication never waits on the DB.
+
+Changes to an existing account (role, disabled, password, delete) are `accounts.py`'s, where
+each has every rule it needs.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import CTE, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -182,60 +185,6 @@ class UserService:
         self._directory[record.id] = record
         return record
 
-    async def update(self, user_id: int, changes: dict[str, Any], *, actor: Actor) -> UserChange:
-        """Apply role, display_name, disabled and password changes in one write."""
-        allowed = {"role", "display_name", "disabled", "password"}
-        unknown = set(changes) - allowed
-        if unknown:
-            raise InvalidValue(f"Unknown field(s): {', '.join(sorted(unknown))}.")
-        values: dict[str, Any] = {}
-        if "role" in changes:
-            values["role"] = validate_role(changes["role"])
-        if "display_name" in changes:
-            values["display_name"] = validate_display_name(changes["display_name"])
-        if "disabled" in changes:
-            if not isinstance(changes["disabled"], bool):
-                raise InvalidValue("disabled must be true or false.")
-            values["disabled"] = changes["disabled"]
-        if "password" in changes:
-            values["password_hash"] = await self.hasher.hash(self.hasher.validate(changes["password"]))
-            values["password_changed_at"] = utcnow()
-        async with self.database.session() as session:
-            # The first statement writes, so it takes the row lock (PostgreSQL) or the write lock
-            # (SQLite) before anything is read: concurrent changes of one user queue here and
-            # each sees what the one before it did, so a disable is done (and audited) once.
-            row = await session.scalar(
-                update(User)
-                .where(User.id == user_id)
-                .values(updated_at=utcnow())
-                .returning(User)
-                .execution_options(populate_existing=True)
-            )
-            if row is None:
-                raise NotFound("No such user.")
-            before = record_of(row)
-            for name, value in values.items():
-                setattr(row, name, value)
-            after = record_of(row)
-            change = UserChange(before, after, password_changed="password" in changes)
-            shown = {
-                name: getattr(after, name)
-                for name in changes
-                if name != "password" and getattr(before, name) != getattr(after, name)
-            }
-            if change.password_changed:
-                shown["password"] = "changed"
-            if not shown:
-                # Nothing would change: no write, no entry, no event.
-                await session.rollback()
-                return change
-            self.audit.add(session, "user.update", actor, target=after.username, detail=shown)
-            announced = await self.bus.stage(session, USER_CHANGED, change_event(change))
-            await session.commit()
-        self._directory[user_id] = after
-        await self.bus.deliver([announced])
-        return change
-
     async def clear_lockouts(self, user_id: int, *, actor: Actor) -> tuple[UserRecord, datetime]:
         """Store an admin's unlock: the user and the time every process compares it by.
 
@@ -269,22 +218,6 @@ class UserService:
             password_hash = await session.scalar(select(User.password_hash).where(User.id == user_id))
         return await self.hasher.verify(password if isinstance(password, str) else "", password_hash)
 
-    async def delete(self, user_id: int, *, actor: Actor) -> UserRecord:
-        async with self.database.session() as session:
-            # One statement: of two concurrent deletes, one removes the row and is audited.
-            row = await session.scalar(delete(User).where(User.id == user_id).returning(User))
-            if row is None:
-                raise NotFound("No such user.")
-            record = record_of(row)
-            self.audit.add(session, "user.delete", actor, target=record.username)
-            announced = await self.bus.stage(
-                session, USER_CHANGED, {"user_id": str(user_id), "deleted": True}
-            )
-            await session.commit()
-        self._directory.pop(user_id, None)
-        await self.bus.deliver([announced])
-        return record
-
     async def mark_login(
         self, db_session: AsyncSession, user_id: int, at: datetime, also: Sequence[CTE] = ()
     ) -> UserRecord | None:
@@ -304,6 +237,10 @@ class UserService:
     def remember(self, record: UserRecord) -> None:
         """A record read in a transaction that has now committed."""
         self._directory[record.id] = record
+
+    def forget(self, user_id: int) -> None:
+        """A user whose deletion has now committed."""
+        self._directory.pop(user_id, None)
 
     async def create_first_admin(self, username: object, password: object, *, actor: Actor) -> UserRecord:
         """The admin that the setup token creates, only while no user exists.

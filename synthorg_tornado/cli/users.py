@@ -107,9 +107,8 @@ def cmd_user_passwd(config: Config, args: argparse.Namespace) -> int:
 
     async def work(services: Services) -> int:
         user = await services.users.find_by_username(args.name)
-        await services.users.update(user.id, {"password": password}, actor=CLI_ACTOR)
-        count = await services.sessions.revoke_all(user.id, "password_changed", CLI_ACTOR)
-        print(f"password of {user.username} changed; {count} session(s) revoked")
+        result = await services.accounts.reset_password(user.id, password, actor=CLI_ACTOR)
+        print(f"password of {user.username} changed; {result.sessions_ended} session(s) revoked")
         return EXIT_OK
 
     return with_services(config, work)
@@ -120,11 +119,10 @@ def cmd_user_toggle(config: Config, args: argparse.Namespace) -> int:
 
     async def work(services: Services) -> int:
         user = await services.users.find_by_username(args.name)
-        await services.users.update(user.id, {"disabled": disable}, actor=CLI_ACTOR)
+        result = await services.accounts.set_disabled(user.id, disable, actor=CLI_ACTOR)
         message = f"{user.username} {'disabled' if disable else 'enabled'}"
         if disable:
-            count = await services.sessions.revoke_all(user.id, "user_disabled", CLI_ACTOR)
-            message += f"; {count} session(s) revoked"
+            message += f"; {result.sessions_ended} session(s) revoked"
         print(message)
         return EXIT_OK
 
@@ -132,14 +130,13 @@ def cmd_user_toggle(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_user_delete(config: Config, args: argparse.Namespace) -> int:
-    """What `DELETE /api/v1/users/{id}` does: the sessions are revoked (and audited) first, so a
-    running server ends them, then the user goes in one audited statement."""
+    """What `DELETE /api/v1/users/{id}` does, by the same service method: the sessions are
+    revoked (and audited) in the delete's transaction, so a running server ends them."""
 
     async def work(services: Services) -> int:
         user = await services.users.find_by_username(args.name)
-        count = await services.sessions.revoke_all(user.id, "user_deleted", CLI_ACTOR)
-        await services.users.delete(user.id, actor=CLI_ACTOR)
-        print(f"{user.username} deleted; {count} session(s) revoked")
+        result = await services.accounts.delete(user.id, actor=CLI_ACTOR)
+        print(f"{user.username} deleted; {result.sessions_ended} session(s) revoked")
         return EXIT_OK
 
     return with_services(config, work)
@@ -148,7 +145,7 @@ def cmd_user_delete(config: Config, args: argparse.Namespace) -> int:
 def cmd_user_set_role(config: Config, args: argparse.Namespace) -> int:
     async def work(services: Services) -> int:
         user = await services.users.find_by_username(args.name)
-        await services.users.update(user.id, {"role": args.role}, actor=CLI_ACTOR)
+        await services.accounts.set_role(user.id, args.role, actor=CLI_ACTOR)
         print(f"{user.username} is now {args.role}")
         return EXIT_OK
 

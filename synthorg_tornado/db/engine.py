@@ -8,7 +8,7 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
-from sqlalchemy import event, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
@@ -47,6 +47,20 @@ class Database:
         with unavailable_on_outage():
             async with self.engine.connect() as connection:
                 yield connection
+
+    async def serialise(self, session: AsyncSession, lock: int) -> None:
+        """Make the transaction `session` begins now wait for, then shut out until it ends,
+        every other transaction that takes the same `lock`: what it reads cannot change before
+        it writes. It must be the session's first statement.
+
+        PostgreSQL: a transaction-scoped advisory lock, so writers that do not take it go on.
+        SQLite: the database's one write lock, taken at BEGIN IMMEDIATE rather than at the first
+        write (a deferred transaction that read first could not then write what it decided).
+        """
+        if self.config.is_sqlite:
+            await session.execute(text("BEGIN IMMEDIATE"))
+        else:
+            await session.execute(select(func.pg_advisory_xact_lock(lock)))
 
     async def ping(self) -> bool:
         """True when the database answers within a short timeout."""

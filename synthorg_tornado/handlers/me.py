@@ -17,20 +17,21 @@ class MeHandler(ApiHandler):
         body = self.json_object()
         if set(body) - {"display_name"}:
             raise InvalidValue("Only display_name can be changed here.")
-        change = await self.services.users.update(self.identity.user.id, body, actor=self.actor)
-        self.write_json({**self.identity.me(), "display_name": change.after.display_name})
+        result = await self.services.accounts.update(self.identity.user.id, body, actor=self.actor)
+        self.write_json({**self.identity.me(), "display_name": result.user.display_name})
 
 
 class MePasswordHandler(ApiHandler):
     @authenticated
     async def post(self) -> None:
         body = self.json_object()
-        user = self.identity.user
-        await self.services.login.confirm_password(user, body.get("current_password"), self.actor)
-        await self.services.users.update(user.id, {"password": body.get("new_password")}, actor=self.actor)
         # The session that asked keeps working; every other one ends.
-        await self.services.sessions.revoke_all(
-            user.id, "password_changed", self.actor, keep=self.identity.session_id
+        await self.services.accounts.change_own_password(
+            self.identity.user,
+            body.get("current_password"),
+            body.get("new_password"),
+            actor=self.actor,
+            keep_session=self.identity.session_id,
         )
         self.set_status(204)
         self.finish()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from synthorg_tornado.accounts import roles
-from synthorg_tornado.errors import Conflict
 from synthorg_tornado.handlers.arguments import parse_id
 from synthorg_tornado.handlers.base import ApiHandler
 from synthorg_tornado.handlers.decorators import require_role
@@ -39,29 +38,17 @@ class UserHandler(ApiHandler):
 
     @require_role(roles.ADMIN)
     async def patch(self, raw_id: str) -> None:
-        user_id = parse_user_id(raw_id)
-        await self.services.users.get(user_id)
-        body = self.json_object()
-        if user_id == self.identity.user.id and (
-            body.get("disabled") is True or ("role" in body and body["role"] != roles.ADMIN)
-        ):
-            raise Conflict("You cannot disable or demote your own account.")
-        change = await self.services.users.update(user_id, body, actor=self.actor)
-        if change.disabled_now:
-            await self.services.sessions.revoke_all(user_id, "user_disabled", self.actor)
-        elif change.password_changed:
-            keep = self.identity.session_id if user_id == self.identity.user.id else None
-            await self.services.sessions.revoke_all(user_id, "password_changed", self.actor, keep=keep)
-        self.write_json(change.after.public())
+        result = await self.services.accounts.update(
+            parse_user_id(raw_id),
+            self.json_object(),
+            actor=self.actor,
+            keep_session=self.identity.session_id,
+        )
+        self.write_json(result.user.public())
 
     @require_role(roles.ADMIN)
     async def delete(self, raw_id: str) -> None:
-        user_id = parse_user_id(raw_id)
-        if user_id == self.identity.user.id:
-            raise Conflict("You cannot delete your own account.")
-        await self.services.users.get(user_id)
-        await self.services.sessions.revoke_all(user_id, "user_deleted", self.actor)
-        await self.services.users.delete(user_id, actor=self.actor)
+        await self.services.accounts.delete(parse_user_id(raw_id), actor=self.actor)
         self.set_status(204)
         self.finish()
 
