@@ -25,7 +25,7 @@ import hmac
 import os
 import shutil
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,22 @@ class _CallbackCounter(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         yield CounterMetricFamily(self.name, self.documentation, value=self.read())
+
+
+class _CacheEntries(Collector):
+    """How many entries each of this process's caches holds, read at scrape time: what a
+    sysadmin watches to see that memory follows the live state, not the history."""
+
+    def __init__(self, caches: Mapping[str, Callable[[], int]]) -> None:
+        self.caches = caches
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "synthorg_cache_entries", "Entries held in this process's caches.", labels=["cache"]
+        )
+        for name, read in self.caches.items():
+            family.add_metric([name], read())
+        yield family
 
 
 class _FixedGauge(Collector):
@@ -170,6 +186,7 @@ class Metrics:
         active_sessions: Callable[[], float],
         failed_logins: Callable[[], float],
         lab_active_sessions: Callable[[], Awaitable[int]] | None = None,
+        caches: Mapping[str, Callable[[], int]] | None = None,
     ) -> None:
         """Where the values owned by services are read: with one process from memory; with
         several, active sessions from the database (`lab_active_sessions`), and failed logins
@@ -180,6 +197,8 @@ class Metrics:
             self.registry.register(
                 _CallbackCounter("synthorg_failed_logins", "Failed login attempts.", failed_logins)
             )
+            if caches:
+                self.registry.register(_CacheEntries(caches))
         else:
             self._count_active_sessions = lab_active_sessions
 

@@ -190,6 +190,14 @@ def build_services(config: Config, secret: bytes, environ: Mapping[str, str] | N
         active_sessions=lambda: sessions.cache.active_count(utcnow()),
         failed_logins=lambda: login.failed_logins,
         lab_active_sessions=lambda: count_active_sessions(database),
+        caches={
+            "sessions": lambda: len(sessions.cache.sessions),
+            "revoked_session_ids": lambda: len(sessions.cache.revoked),
+            "verified_session_tokens": sessions.tokens.remembered,
+            "api_tokens": api_tokens.remembered,
+            "users": user_service.remembered,
+            "event_log": bus.retained,
+        },
     )
     login.on_failure = metrics_registry.failed_login
 

@@ -78,6 +78,9 @@ class ApiTokenService:
         bus.subscribe(API_TOKEN_REVOKED, self._on_revoked)
         bus.subscribe(USER_CHANGED, self._on_user_changed)
 
+    def remembered(self) -> int:
+        return len(self._by_hash)
+
     def forget_all(self) -> None:
         """Every token is read afresh at its next use (after a resync)."""
         self._by_hash.clear()

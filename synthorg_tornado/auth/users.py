@@ -69,6 +69,9 @@ class UserService:
         elif "user" in message.payload:
             self._directory[user_id] = record_from_wire(message.payload["user"])
 
+    def remembered(self) -> int:
+        return len(self._directory)
+
     def forget_all(self) -> None:
         """Every user is read afresh at its next use (after a resync)."""
         self._directory.clear()

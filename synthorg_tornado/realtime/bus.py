@@ -116,6 +116,10 @@ class Bus:
     async def prune(self) -> None:
         """Drop what is older than the retention window."""
 
+    def retained(self) -> int:
+        """Messages held in this process's memory for resumes (none where the database keeps them)."""
+        return 0
+
     async def forget_channel(self, channel: str) -> None:
         """Drop the retained events of `channel` (a deleted user's own): no resume replays them."""
 
@@ -131,7 +135,7 @@ class Bus:
 
 
 class LocalBus(Bus):
-    """One process: the log is a window of recent messages in memory, bounded by age
+    """One process: the log is a window of recent replayable messages in memory, bounded by age
     (`retention_seconds`), by count (`LOCAL_LOG_LIMIT`) and by bytes (`max_bytes`): whichever
     bound is reached first drops the oldest, and a resume from before them is not `recovered`."""
 
@@ -158,15 +162,21 @@ class LocalBus(Bus):
     async def _append_and_apply(self, message: Message) -> None:
         message.id = next(self._ids)
         message.created_at = utcnow()
-        message.size = stored_size(message.payload)
-        self._log.append(message)
-        self.retained_bytes += message.size
-        while len(self._log) > 1 and (
-            len(self._log) > LOCAL_LOG_LIMIT or self.retained_bytes > self.max_bytes
-        ):
-            self._drop_oldest()
+        # Only what a resume can ask for is kept: a logout's announcement, once applied, is
+        # nobody's business, and keeping it for the retention window cost every login memory.
+        if message.topic in REPLAYABLE:
+            message.size = stored_size(message.payload)
+            self._log.append(message)
+            self.retained_bytes += message.size
+            while len(self._log) > 1 and (
+                len(self._log) > LOCAL_LOG_LIMIT or self.retained_bytes > self.max_bytes
+            ):
+                self._drop_oldest()
         self.last_applied = message.id
         await self.apply(message)
+
+    def retained(self) -> int:
+        return len(self._log)
 
     async def replay(self, after: int, topics: Sequence[str] = REPLAYABLE) -> Replay:
         self._prune_before(utcnow() - self.retention)
