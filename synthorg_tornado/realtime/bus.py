@@ -143,9 +143,14 @@ class LocalBus(Bus):
         super().__init__(retention_seconds)
         self.max_bytes = max_bytes
         self.retained_bytes = 0
-        self._ids = count(1)
+        # Ids start at the microseconds of the start, so a restart never hands out an id of the
+        # run before it (no run issues a million a second): a `since` from before the restart
+        # is older than anything here and answered `"recovered": false`, never confused with
+        # a new event that reused its id.
+        first = int(utcnow().timestamp() * 1_000_000)
+        self._ids = count(first)
         self._log: deque[Message] = deque()
-        self._pruned_through = 0
+        self._pruned_through = self.last_applied = first - 1
 
     async def stage(self, db_session: AsyncSession, topic: str, payload: dict[str, Any]) -> Message:
         return Message(topic, payload)
