@@ -38,6 +38,7 @@ from synthorg_tornado.realtime.connection import (
     Connection,
     Transport,
 )
+from synthorg_tornado.realtime.ended import RecentlyEnded
 from synthorg_tornado.realtime.limits import PublishLimits
 from synthorg_tornado.realtime.presence import LabPresence
 
@@ -79,6 +80,7 @@ class Hub:
         self.connections: set[Connection] = set()
         self.subscribers: dict[str, set[Connection]] = defaultdict(set)
         self._resumes: set[asyncio.Task[None]] = set()
+        self._ended = RecentlyEnded()
         presence.emit = self._on_presence
         bus.subscribe(SESSION_REVOKED, self._on_session_revoked)
         bus.subscribe(API_TOKEN_REVOKED, self._on_token_revoked)
@@ -94,6 +96,10 @@ class Hub:
     ) -> Connection | None:
         """Register a socket, or close it with 4008 when the user already has too many."""
         connection = Connection(transport, user, session_id, api_token_id, self.queue_limit)
+        ended = {("user", user.id), ("session", session_id), ("token", api_token_id)}
+        if any(key in self._ended for key in ended):
+            connection.close(CLOSE_REVOKED, "credential ended")
+            return None
         if self.presence.count(user.id) >= self.max_connections_per_user:
             connection.close(CLOSE_TOO_MANY, "too many connections")
             return None
@@ -279,12 +285,14 @@ class Hub:
 
     def _on_session_revoked(self, message: Message) -> None:
         session_id = message.payload["session_id"]
+        self._ended.add(("session", session_id))
         for connection in list(self.connections):
             if connection.session_id == session_id:
                 connection.close(CLOSE_REVOKED, "session revoked")
 
     def _on_token_revoked(self, message: Message) -> None:
         token_id = int(message.payload["token_id"])
+        self._ended.add(("token", token_id))
         for connection in list(self.connections):
             if connection.api_token_id == token_id:
                 connection.close(CLOSE_REVOKED, "token revoked")
@@ -302,9 +310,11 @@ class Hub:
         user_id = int(event["user_id"])
         mine = [c for c in self.connections if c.user.id == user_id]
         if event.get("deleted") or event.get("disabled"):
+            self._ended.add(("user", user_id))
             for connection in mine:
                 connection.close(CLOSE_REVOKED, "account disabled")
             return
+        self._ended.discard(("user", user_id))
         for connection in mine:
             connection.user = replace(connection.user, role=event["role"])
             lost = [
