@@ -16,6 +16,7 @@ import pytest
 
 from synthorg_tornado.accounts.records import UserRecord
 from synthorg_tornado.realtime.bus import API_TOKEN_REVOKED, SESSION_REVOKED, USER_CHANGED, LocalBus
+from synthorg_tornado.realtime.ended import RecentlyEnded
 from synthorg_tornado.realtime.hub import Hub
 from synthorg_tornado.realtime.limits import PublishLimits
 from synthorg_tornado.realtime.presence import LabPresence
@@ -78,3 +79,14 @@ async def test_an_account_enabled_again_connects_and_another_session_is_unaffect
     transport = Transport()
     assert hub.connect(transport, ALICE, "newer", None) is not None
     assert transport.closed_with is None
+
+
+def test_ends_are_forgotten_after_their_window_and_held_to_the_limit() -> None:
+    now = [0.0]
+    ended = RecentlyEnded(seconds=30.0, limit=100, clock=lambda: now[0])
+    for n in range(250):
+        ended.add(("session", n))
+    assert len(ended) == 100 and ("session", 249) in ended and ("session", 0) not in ended
+    now[0] = 31.0
+    ended.add(("session", "late"))
+    assert len(ended) == 1

@@ -16,7 +16,7 @@ from collections.abc import Callable, Hashable
 
 class RecentlyEnded:
     def __init__(
-        self, seconds: float = 60.0, limit: int = 10_000, clock: Callable[[], float] = time.monotonic
+        self, seconds: float = 30.0, limit: int = 10_000, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.seconds = seconds
         self.limit = limit
@@ -25,7 +25,8 @@ class RecentlyEnded:
 
     def add(self, key: Hashable) -> None:
         self._ended.pop(key, None)
-        self._ended[key] = self.clock()
+        self._ended[key] = now = self.clock()
+        self._forget_before(now - self.seconds)
         while len(self._ended) > self.limit:
             self._ended.popitem(last=False)
 
@@ -34,7 +35,12 @@ class RecentlyEnded:
         self._ended.pop(key, None)
 
     def __contains__(self, key: Hashable) -> bool:
-        horizon = self.clock() - self.seconds
+        self._forget_before(self.clock() - self.seconds)
+        return key in self._ended
+
+    def __len__(self) -> int:
+        return len(self._ended)
+
+    def _forget_before(self, horizon: float) -> None:
         while self._ended and next(iter(self._ended.values())) < horizon:
             self._ended.popitem(last=False)
-        return key in self._ended
