@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 
 from synthorg_tornado.auth.audit import Actor, AuditLog
 from synthorg_tornado.auth.session_cache import ACTIVITY_DEBOUNCE
 from synthorg_tornado.auth.tokens import digest, display_prefix, new_api_token, same_digest
 from synthorg_tornado.auth.users import UserRecord, UserService
 from synthorg_tornado.clock import isoformat, utcnow
+from synthorg_tornado.db.batches import update_each
 from synthorg_tornado.db.engine import Database
 from synthorg_tornado.db.models import ApiToken, User
 from synthorg_tornado.errors import Conflict, InvalidValue, NotAuthenticated, NotFound
@@ -276,15 +277,7 @@ class ApiTokenService:
         if not pending:
             return
         try:
-            async with self.database.session() as session:
-                # Core executemany: one statement for the whole batch.
-                await (await session.connection()).execute(
-                    update(ApiToken.__table__)
-                    .where(ApiToken.__table__.c.id == bindparam("tid"))
-                    .values(last_used_at=bindparam("at")),
-                    [{"tid": tid, "at": at} for tid, at in pending.items()],
-                )
-                await session.commit()
+            await update_each(self.database, ApiToken.__table__.c.last_used_at, pending)
         except Exception:
             for tid, at in pending.items():
                 self._pending_use.setdefault(tid, at)

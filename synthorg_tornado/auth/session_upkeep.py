@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, update
+from sqlalchemy import delete
 
 from synthorg_tornado.auth.session_cache import SessionCache
+from synthorg_tornado.db.batches import update_each
 from synthorg_tornado.db.engine import Database
 from synthorg_tornado.db.models import Session as SessionRow
 from synthorg_tornado.db.models import WsTicket
@@ -22,14 +23,7 @@ async def flush_activity(database: Database, cache: SessionCache) -> None:
     if not pending:
         return
     try:
-        async with database.session() as session:
-            await (await session.connection()).execute(
-                update(SessionRow.__table__)
-                .where(SessionRow.__table__.c.id == bindparam("sid"))
-                .values(last_active_at=bindparam("at")),
-                [{"sid": sid, "at": at} for sid, at in pending.items()],
-            )
-            await session.commit()
+        await update_each(database, SessionRow.__table__.c.last_active_at, pending)
     except Exception:
         # Put them back: the next flush tries again.
         for sid, at in pending.items():
