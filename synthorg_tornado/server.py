@@ -42,6 +42,8 @@ log = logging.getLogger("synthorg.server")
 
 ACTIVITY_FLUSH_SECONDS = 10
 SETUP_WATCH_SECONDS = 2
+# The most a stop's final flush, and then closing the services, may take: a dead database cannot hold it.
+LAST_STEP_SECONDS = 5.0
 
 
 def make_http_server(config: Config, app: Application, ssl_context: ssl.SSLContext | None) -> LabHTTPServer:
@@ -119,15 +121,11 @@ class LabServer:
         auth = self.config.auth
         self.add_periodic(self.services.cleanup, auth.cleanup_interval_seconds, "cleanup")
         self.add_periodic(self.flush, ACTIVITY_FLUSH_SECONDS, "activity flush")
-        self.add_periodic(self._prune_limiter, 60, "login limiter pruning")
         if self.services.changes is not None:
             self.add_periodic(self.services.changes.poll, POLL_SECONDS, "change feed")
         self.http_server.add_sockets(sockets)
         for callback in self.periodic:
             callback.start()
-
-    async def _prune_limiter(self) -> None:
-        self.services.throttle.prune_memory()
 
     def reload_certificate(self) -> None:
         """SIGHUP: new handshakes use the new files; open connections keep theirs.
@@ -176,10 +174,13 @@ class LabServer:
         for callback in self.periodic:
             callback.stop()
         try:
-            await self.flush(everything=True)
+            await asyncio.wait_for(self.flush(everything=True), LAST_STEP_SECONDS)
         except Exception:
             log.exception("could not flush pending writes")
-        await self.services.close()
+        try:
+            await asyncio.wait_for(self.services.close(), LAST_STEP_SECONDS)
+        except Exception:
+            log.exception("could not close the services in %ss", LAST_STEP_SECONDS)
 
 
 async def prepare_database(config: Config, secret_generated: bool = False) -> None:

@@ -97,7 +97,8 @@ class Services:
 
     async def cleanup(self) -> None:
         """The periodic pruning: expired sessions, spent tickets, audit entries past retention,
-        login attempts past every throttling window."""
+        login attempts past every throttling window (in memory first: it needs no database)."""
+        self.throttle.prune_memory()
         await self.sessions.cleanup()
         await self.bus.prune()
         await self.throttle.prune()

@@ -84,7 +84,7 @@ class LoginThrottle:
         return self.limiter.unlock(account, cleared_at)
 
     def prune_memory(self) -> None:
-        """Forget in-memory counts no window can reach (every minute)."""
+        """Forget in-memory counts no window can reach (the cleanup job)."""
         self.limiter.prune()
 
     async def prune(self) -> None:
